@@ -1,0 +1,97 @@
+//! The `dce_session._core` extension module: converts types and errors,
+//! nothing else. Exceptions are the classes of `dce_session.errors`.
+
+mod value;
+
+use pyo3::prelude::*;
+use pyo3::types::PyString;
+
+use crate::{keys, sid, Error};
+
+impl From<Error> for PyErr {
+    fn from(error: Error) -> PyErr {
+        let class = match &error {
+            Error::InvalidSid(_) => "InvalidSid",
+            Error::Config(_) => "ConfigError",
+            Error::Serialization(_) => "SerializationError",
+            Error::InvalidUser(_) => "InvalidUser",
+        };
+        Python::attach(|py| {
+            match py
+                .import("dce_session.errors")
+                .and_then(|errors| errors.getattr(class))
+            {
+                Ok(class) => PyErr::from_type(class.cast_into().expect("an exception class"), error.to_string()),
+                Err(import_failed) => import_failed,
+            }
+        })
+    }
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
+
+/// A fresh sid for `ttl_minutes` (1..65535), created at `created_at` (unix
+/// seconds, default now).
+#[pyfunction]
+#[pyo3(signature = (ttl_minutes, created_at=None))]
+fn generate_sid(ttl_minutes: i64, created_at: Option<i64>) -> Result<String, Error> {
+    let ttl = sid::check_ttl(ttl_minutes)?;
+    let created = match created_at {
+        None => now(),
+        Some(second) => u64::try_from(second)
+            .map_err(|_| Error::Config(format!("created_at must be >= 0, got {second}")))?,
+    };
+    Ok(sid::generate(ttl, created))
+}
+
+/// `(ttl_minutes, created_at)` carried by a sid; `InvalidSid` if malformed.
+#[pyfunction]
+fn parse_sid(sid: &Bound<'_, PyAny>) -> Result<(u16, u64), Error> {
+    match sid.cast::<PyString>() {
+        Ok(text) => sid::parse(text.to_str().unwrap_or("")),
+        Err(_) => Err(Error::InvalidSid(format!(
+            "a session id is a str, not {}",
+            sid.get_type().name().map_or_else(|_| "?".into(), |n| n.to_string())
+        ))),
+    }
+}
+
+/// True when `sid` is a str in the dce wire format.
+#[pyfunction]
+fn is_valid_sid(sid: &Bound<'_, PyAny>) -> bool {
+    sid.cast::<PyString>()
+        .ok()
+        .and_then(|text| text.to_str().ok().map(sid::is_valid))
+        .unwrap_or(false)
+}
+
+/// `<prefix>:<sid>`.
+#[pyfunction]
+fn session_key(prefix: &str, sid: &str) -> String {
+    keys::session_key(prefix, sid)
+}
+
+/// `<prefix>:<uid>`; `InvalidUser` unless `uid` is an int in [0, 2**64).
+#[pyfunction]
+fn user_key(prefix: &str, uid: &Bound<'_, PyAny>) -> PyResult<String> {
+    Ok(keys::user_key(prefix, value::uid(uid)?))
+}
+
+/// The `dce_session._core` module.
+#[pymodule]
+fn _core(module: &Bound<'_, PyModule>) -> PyResult<()> {
+    module.add_function(wrap_pyfunction!(generate_sid, module)?)?;
+    module.add_function(wrap_pyfunction!(parse_sid, module)?)?;
+    module.add_function(wrap_pyfunction!(is_valid_sid, module)?)?;
+    module.add_function(wrap_pyfunction!(session_key, module)?)?;
+    module.add_function(wrap_pyfunction!(user_key, module)?)?;
+    module.add_function(wrap_pyfunction!(value::encode_value, module)?)?;
+    module.add_function(wrap_pyfunction!(value::encode_fields, module)?)?;
+    module.add("SID_MIN_LEN", sid::MIN_LEN)?;
+    module.add("SID_MAX_LEN", sid::MAX_LEN)?;
+    Ok(())
+}
