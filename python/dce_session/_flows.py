@@ -1,0 +1,463 @@
+"""Every operation of dce-session, written once, with no I/O.
+
+An operation is a generator (a *flow*): it yields a :class:`ScriptCall` or a
+:class:`Command` - one Redis round trip - receives the reply, and finally
+returns the operation's result. The blocking driver (``session.py``) and the
+asyncio driver (``asyncio.py``) only send what a flow yields and feed the
+reply back; nothing here knows which of them runs it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable, Generator, Mapping
+from typing import Any, NamedTuple, TypeVar
+
+from dce_session import _scripts
+from dce_session._core import (
+    encode_fields,
+    encode_value,
+    generate_sid,
+    is_valid_sid,
+    parse_sid,
+    session_key,
+    user_key,
+)
+from dce_session.errors import (
+    ConfigError,
+    InvalidUser,
+    NotLoggedIn,
+    SerializationError,
+    SessionDestroyed,
+)
+
+T = TypeVar("T")
+Arg = str | int
+
+
+class ScriptCall(NamedTuple):
+    """Run a Lua script: one round trip."""
+
+    script: _scripts.Script
+    keys: tuple[str, ...]
+    args: tuple[Arg, ...]
+
+    def wire(self) -> tuple[tuple[Arg, ...], tuple[Arg, ...] | None]:
+        """The command to send, and the one to send instead on NOSCRIPT."""
+        tail = (len(self.keys), *self.keys, *self.args)
+        return ("EVALSHA", self.script.sha, *tail), ("EVAL", self.script.source, *tail)
+
+
+class Command(NamedTuple):
+    """Send one plain Redis command: one round trip."""
+
+    args: tuple[Arg, ...]
+
+    def wire(self) -> tuple[tuple[Arg, ...], tuple[Arg, ...] | None]:
+        """The command to send (no fallback)."""
+        return self.args, None
+
+
+Call = ScriptCall | Command
+Flow = Generator[Call, Any, T]
+
+
+def text(reply: Any) -> str:
+    """A reply item as ``str``, whatever the client's ``decode_responses``."""
+    return reply.decode() if isinstance(reply, bytes) else str(reply)
+
+
+def field_map(flat: list[Any]) -> dict[str, str]:
+    """``[field, value, ...]`` as a dict of str."""
+    return {text(flat[i]): text(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def decode_value(raw: str) -> Any:
+    """A stored JSON text as a Python value; ``SerializationError`` if not JSON."""
+    try:
+        return json.loads(raw, parse_constant=_reject_constant)
+    except ValueError as error:
+        raise SerializationError(f"a stored value is not JSON: {error}") from error
+
+
+def check_field(field: object) -> str:
+    """A field name, which must be a ``str``."""
+    if not isinstance(field, str):
+        raise TypeError(f"field names are str, not {type(field).__name__}")
+    return field
+
+
+def redact(sid: str) -> str:
+    """A sid as it may appear in a message: its first 6 characters."""
+    return f"{sid[:6]}…"
+
+
+def user_document(user: object) -> tuple[str, str]:
+    """``(uid as decimal text, user JSON)`` of a user of any supported shape."""
+    document: Any
+    if isinstance(user, Mapping):
+        document = dict(user)
+        uid = document.get("id")
+    else:
+        uid = getattr(user, "id", None)
+        if dataclasses.is_dataclass(user) and not isinstance(user, type):
+            document = dataclasses.asdict(user)
+        elif callable(getattr(user, "model_dump", None)):
+            document = user.model_dump(mode="json")  # type: ignore[attr-defined]
+        elif hasattr(user, "__dict__"):
+            document = dict(vars(user))
+        else:
+            raise InvalidUser(f"a user is a mapping or an object, not {type(user).__name__}")
+        document.setdefault("id", uid)
+    index_key = user_key("", uid)  # raises InvalidUser for a bad id
+    return index_key[1:], encode_value(document)
+
+
+def uid_text(uid: object) -> str:
+    """A uid as the decimal text keys use; ``InvalidUser`` if not in [0, 2**64)."""
+    return user_key("", uid)[1:]
+
+
+@dataclasses.dataclass(frozen=True)
+class RenewPolicy:
+    """Settings of self-regenerating sessions (``SessionManager(renew=...)``).
+
+    >>> RenewPolicy(interval_seconds=300).original_judgment_seconds
+    120
+    """
+
+    interval_seconds: int = 600
+    original_judgment_seconds: int = 120
+    cloned_inactive_judgment_seconds: int = 60
+
+    def __post_init__(self) -> None:
+        for name in ("interval_seconds", "original_judgment_seconds",
+                     "cloned_inactive_judgment_seconds"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ConfigError(f"RenewPolicy.{name} must be a positive int, got {value!r}")
+
+
+def _check_ttl(ttl_minutes: object) -> int:
+    if isinstance(ttl_minutes, bool) or not isinstance(ttl_minutes, int) \
+            or not 1 <= ttl_minutes <= 0xFFFF:
+        raise ConfigError(f"ttl_minutes must be an int in 1..65535, got {ttl_minutes!r}")
+    return ttl_minutes
+
+
+def _check_name(setting: str, value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{setting} must be a non-empty str, got {value!r}")
+    return value
+
+
+class ManagerCore:
+    """Settings and the manager-wide flows; the drivers add the client."""
+
+    _client_types: tuple[type, ...] = ()
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        ttl_minutes: int = 60,
+        sid_name: str = "dcesid",
+        user_prefix: str = "dceusmap",
+        user_field: str = "$user",
+        new_sid_field: str = "$newid",
+        server_field: str = "$server",
+        client_field: str = "$client",
+        mapping_ttl_seconds: int = 604800,
+        user_loader: Callable[[dict[str, Any]], Any] | None = None,
+        renew: RenewPolicy | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        if not isinstance(client, self._client_types):
+            names = " or ".join(f"{t.__module__}.{t.__qualname__}" for t in self._client_types)
+            raise ConfigError(f"this SessionManager needs a {names}, not {type(client).__name__}")
+        self.client = client
+        self.ttl_minutes = _check_ttl(ttl_minutes)
+        self.sid_name = _check_name("sid_name", sid_name)
+        self.user_prefix = _check_name("user_prefix", user_prefix)
+        fields = {name: _check_name(name, value) for name, value in (
+            ("user_field", user_field), ("new_sid_field", new_sid_field),
+            ("server_field", server_field), ("client_field", client_field))}
+        if len(set(fields.values())) != len(fields):
+            raise ConfigError(f"the bookkeeping fields must differ: {fields}")
+        self.user_field, self.new_sid_field = user_field, new_sid_field
+        self.server_field, self.client_field = server_field, client_field
+        if isinstance(mapping_ttl_seconds, bool) or not isinstance(mapping_ttl_seconds, int) \
+                or mapping_ttl_seconds <= 0:
+            raise ConfigError(
+                f"mapping_ttl_seconds must be a positive int, got {mapping_ttl_seconds!r}")
+        self.mapping_ttl_seconds = mapping_ttl_seconds
+        for setting, value in (("user_loader", user_loader), ("clock", clock)):
+            if value is not None and not callable(value):
+                raise ConfigError(f"{setting} must be callable, got {value!r}")
+        if renew is not None and not isinstance(renew, RenewPolicy):
+            raise ConfigError(f"renew must be a RenewPolicy, got {renew!r}")
+        self.user_loader = user_loader
+        self.renew = renew
+        self.clock: Callable[[], float] = clock or time.time
+        self.bookkeeping = frozenset(fields.values())
+
+    def fresh_sid(self, ttl_minutes: int) -> str:
+        """A new sid of ``ttl_minutes`` created now (by the manager's clock)."""
+        return generate_sid(ttl_minutes, int(self.clock()))
+
+    def user_args(self) -> tuple[str, str, int]:
+        """The user field, user prefix and index TTL floor, as scripts take them."""
+        return self.user_field, self.user_prefix, self.mapping_ttl_seconds
+
+    def _index_flow(self, script: _scripts.Script, uid: object, *extra: Arg) -> Flow[Any]:
+        uid = uid_text(uid)
+        return (yield ScriptCall(script, (f"{self.user_prefix}:{uid}",),
+                                 (uid, self.sid_name, self.user_field, *extra)))
+
+    def _sessions_of_flow(self, uid: object) -> Flow[list[str]]:
+        return [text(sid) for sid in (yield from self._index_flow(_scripts.SESSIONS_OF, uid))]
+
+    def _sync_flow(self, user: object) -> Flow[int]:
+        uid, document = user_document(user)
+        return int((yield from self._index_flow(_scripts.SYNC, int(uid), document)))
+
+    def _logout_everywhere_flow(self, uid: object) -> Flow[int]:
+        return int((yield from self._index_flow(_scripts.LOGOUT_EVERYWHERE, uid)))
+
+
+class SessionCore:
+    """One session's state and flows; the drivers add the public methods.
+
+    State: ``_fields`` is the snapshot of the stored hash (``None`` until an
+    opened session's first store operation); ``_stored`` says the key is
+    known to exist; ``_dead`` that this object saw it destroyed (writes then
+    raise :class:`SessionDestroyed`); ``_touched`` that the TTL was refreshed.
+    """
+
+    __slots__ = ("_dead", "_fields", "_manager", "_stored", "_touched", "created_at",
+                 "id", "key", "newborn", "ttl_minutes")
+
+    def __init__(self, manager: ManagerCore, presented: object, ttl_minutes: int | None) -> None:
+        self._manager = manager
+        self._stored = self._dead = self._touched = False
+        self._fields: dict[str, str] | None
+        if presented is not None and is_valid_sid(presented):
+            sid = str(presented)
+            self.ttl_minutes, self.created_at = parse_sid(sid)
+            if self.ttl_minutes:
+                self._fields, self.newborn = None, False
+                self._adopt(sid)
+                return
+        self._become_newborn(manager.ttl_minutes if ttl_minutes is None else ttl_minutes)
+
+    def __repr__(self) -> str:
+        state = "dead" if self._dead else "stored" if self._stored else \
+            "unloaded" if self._fields is None else "new"
+        return f"<{type(self).__name__} {redact(self.id)} {state}>"
+
+    # -- state changes -------------------------------------------------------
+
+    def _adopt(self, sid: str) -> None:
+        self.id = sid
+        self.key = session_key(self._manager.sid_name, sid)
+        self.ttl_minutes, self.created_at = parse_sid(sid)
+
+    def _become_newborn(self, ttl_minutes: int | None = None) -> None:
+        self._adopt(self._manager.fresh_sid(
+            self._manager.ttl_minutes if ttl_minutes is None else _check_ttl(ttl_minutes)))
+        self.newborn, self._fields, self._stored = True, {}, False
+
+    def _missing(self) -> None:
+        """The key turned out not to exist."""
+        if self._stored or self._dead:
+            self._dead, self._stored, self._fields = True, False, {}
+        elif self._fields is None:
+            self._become_newborn()
+
+    def _moved_to(self, sid: str, flat: list[Any]) -> None:
+        """The session now lives under ``sid`` with these fields."""
+        self._adopt(sid)
+        self._fields, self._stored, self._touched, self._dead = field_map(flat), True, True, False
+
+    def _ttl_seconds(self) -> int:
+        return self.ttl_minutes * 60
+
+    def _key_args(self) -> tuple[Arg, ...]:
+        return self.id, self._ttl_seconds()
+
+    # -- flows -----------------------------------------------------------------
+
+    def _load_flow(self, touch: bool) -> Flow[None]:
+        flat = yield ScriptCall(_scripts.OPEN, (self.key,),
+                                (*self._key_args(), int(touch), *self._manager.user_args()))
+        if flat:
+            self._fields, self._stored = field_map(flat), True
+            self._touched = self._touched or touch
+        else:
+            self._missing()
+
+    def _fields_flow(self, touch: bool) -> Flow[dict[str, str]]:
+        """The snapshot, loading it (one round trip) or touching once as needed."""
+        if self._fields is None:
+            yield from self._load_flow(touch)
+        elif touch and self._stored and not self._touched:
+            yield from self._touch_flow()
+        assert self._fields is not None
+        return self._fields
+
+    def _get_flow(self, field: object, default: Any, touch: bool) -> Flow[Any]:
+        check_field(field)
+        raw = (yield from self._fields_flow(touch)).get(field)  # type: ignore[arg-type]
+        return default if raw is None else decode_value(raw)
+
+    def _raw_flow(self) -> Flow[dict[str, str]]:
+        return dict((yield from self._fields_flow(False)))
+
+    def _touch_flow(self) -> Flow[bool]:
+        done = yield ScriptCall(_scripts.TOUCH, (self.key,),
+                                (*self._key_args(), *self._manager.user_args()))
+        self._touched = True
+        if int(done):
+            self._stored = True
+            return True
+        self._missing()
+        return False
+
+    def _write_flow(self, pairs: list[str], deletions: list[str], touch: bool) -> Flow[int]:
+        """HSET ``pairs`` and HDEL ``deletions`` in one step; how many were deleted."""
+        if self._dead:
+            raise SessionDestroyed(f"session {redact(self.id)} was destroyed; nothing written")
+        if self._fields is not None and not self._stored and not pairs:
+            return 0  # nothing stored, nothing to delete
+        mode = "existing" if self._stored else "fallback" if self._fields is None else "create"
+        fallback = self._manager.fresh_sid(self._manager.ttl_minutes) if mode == "fallback" else ""
+        keys = (self.key, session_key(self._manager.sid_name, fallback)) if fallback else (self.key,)
+        reply = yield ScriptCall(_scripts.WRITE, keys, (
+            mode, *self._key_args(), fallback, self._manager.ttl_minutes * 60,
+            int(touch and not self._touched), int(self._fields is None),
+            *self._manager.user_args(), len(pairs) // 2, *pairs, *deletions))
+        status, deleted, exists = int(reply[0]), int(reply[1]), int(reply[2])
+        if status == 0:
+            self._missing()
+            raise SessionDestroyed(f"session {redact(self.id)} was destroyed; nothing written")
+        if status == 2:
+            self._adopt(fallback)
+            self.newborn = True
+        if self._fields is None:
+            self._fields = field_map(reply[3:])
+        else:
+            self._fields.update(zip(pairs[::2], pairs[1::2]))
+            for field in deletions:
+                self._fields.pop(field, None)
+        self._stored = bool(exists)
+        self._touched = self._touched or touch or status == 2 or mode == "create"
+        return deleted
+
+    def _set_flow(self, mapping: object, touch: bool) -> Flow[None]:
+        pairs = encode_fields(mapping)
+        if pairs:
+            yield from self._write_flow(pairs, [], touch)
+
+    def _load_raw_flow(self, mapping: Mapping[str, str]) -> Flow[None]:
+        pairs: list[str] = []
+        for field, value in mapping.items():
+            if not isinstance(value, str):
+                raise SerializationError(f"load() takes str values, not {type(value).__name__}")
+            pairs += (check_field(field), value)
+        if pairs:
+            yield from self._write_flow(pairs, [], False)
+
+    def _delete_flow(self, field: object, touch: bool) -> Flow[bool]:
+        return bool((yield from self._write_flow([], [check_field(field)], touch)))
+
+    def _ttl_passed_flow(self) -> Flow[int | None]:
+        remaining = int((yield Command(("TTL", self.key))))
+        if remaining < 0:
+            self._missing()
+            return None
+        self._stored = True
+        return max(self._ttl_seconds() - remaining, 0)
+
+    def _destroy_flow(self) -> Flow[bool]:
+        existed = yield ScriptCall(_scripts.DESTROY, (self.key,),
+                                   (self.id, self._manager.user_field, self._manager.user_prefix))
+        self._dead, self._stored, self._fields = True, False, {}
+        return bool(int(existed))
+
+    def _renew_flow(self, pairs: list[str], removals: list[str], ttl_minutes: int | None,
+                    destroy_old: bool, needs_user: bool) -> Flow[str]:
+        """Copy the session under a fresh sid (see ``_lua/renew.lua``)."""
+        if self._dead:
+            raise SessionDestroyed(f"session {redact(self.id)} was destroyed; nothing written")
+        if needs_user and self._fields is not None and not self._stored \
+                and self._manager.user_field not in self._fields:
+            raise NotLoggedIn("auto_login() needs a logged-in session")
+        ttl = self.ttl_minutes if ttl_minutes is None else _check_ttl(ttl_minutes)
+        new_sid = self._manager.fresh_sid(ttl)
+        manager = self._manager
+        reply = yield ScriptCall(_scripts.RENEW, (self.key, session_key(manager.sid_name, new_sid)), (
+            self.id, new_sid, ttl * 60, int(self._stored), int(destroy_old), int(needs_user),
+            *manager.user_args(), manager.new_sid_field, len(pairs) // 2, *pairs, *removals))
+        status = int(reply[0])
+        if status == 0:
+            self._missing()
+            raise SessionDestroyed(f"session {redact(self.id)} was destroyed; nothing written")
+        if status == 3:
+            raise NotLoggedIn("auto_login() needs a logged-in session")
+        if status == 2:
+            self._adopt(new_sid)
+            self._fields, self._stored = {}, False
+        else:
+            self._moved_to(new_sid, reply[1:])
+        return new_sid
+
+    def _regenerate_flow(self, changes: Mapping[str, Any] | None) -> Flow[str]:
+        changes = dict(changes or {})
+        removals = [check_field(field) for field, value in changes.items() if value is None]
+        pairs = encode_fields({field: value for field, value in changes.items()
+                               if value is not None})
+        return (yield from self._renew_flow(pairs, removals, None, destroy_old=False,
+                                            needs_user=False))
+
+    def _user_document_flow(self) -> Flow[dict[str, Any] | None]:
+        raw = (yield from self._fields_flow(False)).get(self._manager.user_field)
+        if raw is None:
+            return None
+        document = decode_value(raw)
+        return document if isinstance(document, dict) else None
+
+    def _user_flow(self) -> Flow[Any]:
+        document = yield from self._user_document_flow()
+        loader = self._manager.user_loader
+        return document if document is None or loader is None else loader(document)
+
+    def _uid_flow(self) -> Flow[int | None]:
+        document = yield from self._user_document_flow()
+        uid = None if document is None else document.get("id")
+        return uid if isinstance(uid, int) and not isinstance(uid, bool) else None
+
+    def _login_flow(self, user: object, ttl_minutes: int | None) -> Flow[str]:
+        _, document = user_document(user)
+        if ttl_minutes is not None:
+            _check_ttl(ttl_minutes)
+        return (yield from self._renew_flow([self._manager.user_field, document], [], ttl_minutes,
+                                            destroy_old=True, needs_user=False))
+
+    def _auto_login_flow(self) -> Flow[str]:
+        return (yield from self._renew_flow([], [], None, destroy_old=True, needs_user=True))
+
+    def _logout_flow(self) -> Flow[bool]:
+        if self._fields is not None and not self._stored:
+            return False
+        manager = self._manager
+        was_in = yield ScriptCall(_scripts.LOGOUT, (self.key,),
+                                  (self.id, manager.user_field, manager.user_prefix))
+        if self._fields is not None:
+            self._fields.pop(manager.user_field, None)
+        return bool(int(was_in))

@@ -1,0 +1,129 @@
+"""The asyncio front door: the same names as :mod:`dce_session`, over
+``redis.asyncio.Redis`` or ``redis.asyncio.cluster.RedisCluster``.
+
+``SessionManager.new/open`` are plain calls (sessions load lazily); every
+method that talks to Redis is a coroutine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+import redis.asyncio
+import redis.asyncio.cluster
+from redis.exceptions import NoScriptError, RedisError
+
+from dce_session._flows import Call, Flow, ManagerCore, SessionCore
+from dce_session.errors import StoreError
+
+__all__ = ["Session", "SessionManager"]
+
+T = TypeVar("T")
+
+
+async def _send(client: Any, call: Call) -> Any:
+    command, fallback = call.wire()
+    try:
+        try:
+            return await client.execute_command(*command)
+        except NoScriptError:
+            if fallback is None:
+                raise
+            return await client.execute_command(*fallback)
+    except RedisError as error:
+        raise StoreError(f"Redis failed: {error}") from error
+
+
+async def run(client: Any, flow: Flow[T]) -> T:
+    """Drive a flow to its end, one awaited round trip per call it yields."""
+    try:
+        call = next(flow)
+        while True:
+            call = flow.send(await _send(client, call))
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+class Session(SessionCore):
+    """One session; see :class:`dce_session.Session` for each method."""
+
+    __slots__ = ()
+
+    async def _run(self, flow: Flow[T]) -> T:
+        return await run(self._manager.client, flow)
+
+    async def get(self, field: str, default: Any = None) -> Any:
+        return await self._run(self._get_flow(field, default, True))
+
+    async def silent_get(self, field: str, default: Any = None) -> Any:
+        return await self._run(self._get_flow(field, default, False))
+
+    async def set(self, field: str, value: Any) -> None:
+        await self._run(self._set_flow({field: value}, True))
+
+    async def silent_set(self, field: str, value: Any) -> None:
+        await self._run(self._set_flow({field: value}, False))
+
+    async def update(self, mapping: Mapping[str, Any]) -> None:
+        await self._run(self._set_flow(mapping, True))
+
+    async def delete(self, field: str) -> bool:
+        return await self._run(self._delete_flow(field, True))
+
+    async def silent_delete(self, field: str) -> bool:
+        return await self._run(self._delete_flow(field, False))
+
+    async def raw(self) -> dict[str, str]:
+        return await self._run(self._raw_flow())
+
+    async def load(self, mapping: Mapping[str, str]) -> None:
+        await self._run(self._load_raw_flow(mapping))
+
+    async def touch(self) -> bool:
+        return await self._run(self._touch_flow())
+
+    async def ttl_passed(self) -> int | None:
+        return await self._run(self._ttl_passed_flow())
+
+    async def destroy(self) -> bool:
+        return await self._run(self._destroy_flow())
+
+    async def regenerate(self, changes: Mapping[str, Any] | None = None) -> str:
+        return await self._run(self._regenerate_flow(changes))
+
+    async def user(self) -> Any:
+        return await self._run(self._user_flow())
+
+    async def uid(self) -> int | None:
+        return await self._run(self._uid_flow())
+
+    async def login(self, user: Any, ttl_minutes: int | None = None) -> str:
+        return await self._run(self._login_flow(user, ttl_minutes))
+
+    async def auto_login(self) -> str:
+        return await self._run(self._auto_login_flow())
+
+    async def logout(self) -> bool:
+        return await self._run(self._logout_flow())
+
+
+class SessionManager(ManagerCore):
+    """Sessions in Redis through the caller's asyncio redis-py client."""
+
+    _client_types = (redis.asyncio.Redis, redis.asyncio.cluster.RedisCluster)
+
+    def new(self, ttl_minutes: int | None = None) -> Session:
+        return Session(self, None, ttl_minutes)
+
+    def open(self, sid: str | None) -> Session:
+        return Session(self, sid, None)
+
+    async def sessions_of(self, uid: int) -> list[str]:
+        return await run(self.client, self._sessions_of_flow(uid))
+
+    async def sync(self, user: Any) -> int:
+        return await run(self.client, self._sync_flow(user))
+
+    async def logout_everywhere(self, uid: int) -> int:
+        return await run(self.client, self._logout_everywhere_flow(uid))

@@ -1,0 +1,167 @@
+"""The blocking front door: sessions over ``redis.Redis`` or ``RedisCluster``.
+
+>>> from dce_session import SessionManager
+>>> from dce_session.testing import RedisServer
+>>> import redis
+>>> with RedisServer() as server, redis.Redis.from_url(server.url) as client:
+...     manager = SessionManager(client)
+...     session = manager.new()
+...     session.set("cart", ["apple"])
+...     again = manager.open(session.id)
+...     again.get("cart"), again.newborn
+(['apple'], False)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+import redis
+import redis.cluster
+from redis.exceptions import NoScriptError, RedisError
+
+from dce_session._flows import Call, Flow, ManagerCore, SessionCore
+from dce_session.errors import StoreError
+
+__all__ = ["Session", "SessionManager"]
+
+T = TypeVar("T")
+
+
+def _send(client: Any, call: Call) -> Any:
+    command, fallback = call.wire()
+    try:
+        try:
+            return client.execute_command(*command)
+        except NoScriptError:
+            if fallback is None:
+                raise
+            return client.execute_command(*fallback)
+    except RedisError as error:
+        raise StoreError(f"Redis failed: {error}") from error
+
+
+def run(client: Any, flow: Flow[T]) -> T:
+    """Drive a flow to its end, one blocking round trip per call it yields."""
+    try:
+        call = next(flow)
+        while True:
+            call = flow.send(_send(client, call))
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+class Session(SessionCore):
+    """One session. Made by :meth:`SessionManager.new` or :meth:`SessionManager.open`.
+
+    ``id`` is the sid to send to the client whenever it differs from the
+    one the client presented; reads come from one load per object.
+    """
+
+    __slots__ = ()
+
+    def _run(self, flow: Flow[T]) -> T:
+        return run(self._manager.client, flow)
+
+    def get(self, field: str, default: Any = None) -> Any:
+        """The JSON-decoded value of ``field`` (``default`` when absent); touches once."""
+        return self._run(self._get_flow(field, default, True))
+
+    def silent_get(self, field: str, default: Any = None) -> Any:
+        """:meth:`get` without the touch."""
+        return self._run(self._get_flow(field, default, False))
+
+    def set(self, field: str, value: Any) -> None:
+        """Store ``value`` as JSON in ``field``; touches once."""
+        self._run(self._set_flow({field: value}, True))
+
+    def silent_set(self, field: str, value: Any) -> None:
+        """:meth:`set` without the touch (a key it creates still gets its TTL)."""
+        self._run(self._set_flow({field: value}, False))
+
+    def update(self, mapping: Mapping[str, Any]) -> None:
+        """Many :meth:`set` in one round trip; touches once."""
+        self._run(self._set_flow(mapping, True))
+
+    def delete(self, field: str) -> bool:
+        """Remove ``field``; True when it existed. Touches once."""
+        return self._run(self._delete_flow(field, True))
+
+    def silent_delete(self, field: str) -> bool:
+        """:meth:`delete` without the touch."""
+        return self._run(self._delete_flow(field, False))
+
+    def raw(self) -> dict[str, str]:
+        """Every stored field, undecoded."""
+        return self._run(self._raw_flow())
+
+    def load(self, mapping: Mapping[str, str]) -> None:
+        """Write many undecoded fields (str values), without the touch."""
+        self._run(self._load_raw_flow(mapping))
+
+    def touch(self) -> bool:
+        """Refresh the TTL; False when the session is not stored."""
+        return self._run(self._touch_flow())
+
+    def ttl_passed(self) -> int | None:
+        """Seconds since the last touch; None when the session is not stored."""
+        return self._run(self._ttl_passed_flow())
+
+    def destroy(self) -> bool:
+        """Delete the session and its user-index entry; True when it existed."""
+        return self._run(self._destroy_flow())
+
+    def regenerate(self, changes: Mapping[str, Any] | None = None) -> str:
+        """Copy the data under a new sid (``changes``: value, or None to drop); the new sid."""
+        return self._run(self._regenerate_flow(changes))
+
+    def user(self) -> Any:
+        """The logged-in user (through ``user_loader`` when set), or None."""
+        return self._run(self._user_flow())
+
+    def uid(self) -> int | None:
+        """The logged-in user's id, or None."""
+        return self._run(self._uid_flow())
+
+    def login(self, user: Any, ttl_minutes: int | None = None) -> str:
+        """Log ``user`` in under a fresh sid (returned); the old session is destroyed."""
+        return self._run(self._login_flow(user, ttl_minutes))
+
+    def auto_login(self) -> str:
+        """Trade the sid of a logged-in session for a fresh one; ``NotLoggedIn`` if none."""
+        return self._run(self._auto_login_flow())
+
+    def logout(self) -> bool:
+        """Forget the user and its index entry; True when one was logged in."""
+        return self._run(self._logout_flow())
+
+
+class SessionManager(ManagerCore):
+    """Sessions in Redis through the caller's blocking redis-py client.
+
+    Settings are described in the README; every one is checked at once
+    (``ConfigError``).
+    """
+
+    _client_types = (redis.Redis, redis.cluster.RedisCluster)
+
+    def new(self, ttl_minutes: int | None = None) -> Session:
+        """A newborn session with a fresh sid; nothing is written yet."""
+        return Session(self, None, ttl_minutes)
+
+    def open(self, sid: str | None) -> Session:
+        """The session of a sid a client sent; a malformed or unknown one gives a newborn."""
+        return Session(self, sid, None)
+
+    def sessions_of(self, uid: int) -> list[str]:
+        """The live sids of user ``uid``; dead ones leave the index."""
+        return run(self.client, self._sessions_of_flow(uid))
+
+    def sync(self, user: Any) -> int:
+        """Write ``user`` into every live session of its uid; how many."""
+        return run(self.client, self._sync_flow(user))
+
+    def logout_everywhere(self, uid: int) -> int:
+        """Destroy every live session of user ``uid``; how many."""
+        return run(self.client, self._logout_everywhere_flow(uid))
