@@ -17,10 +17,11 @@ from dce_session.errors import (
     SessionError,
     StoreError,
 )
-from dce_session.session import Session, SessionManager
+from dce_session.session import Connection, Session, SessionManager
 
 __all__ = [
     "ConfigError",
+    "Connection",
     "InvalidSid",
     "InvalidUser",
     "NotLoggedIn",

@@ -230,6 +230,56 @@ class ManagerCore:
     def _logout_everywhere_flow(self, uid: object) -> Flow[int]:
         return int((yield from self._index_flow(_scripts.LOGOUT_EVERYWHERE, uid)))
 
+    def _connections_of_flow(self, uid: object) -> Flow[list[tuple[str, str, str | None]]]:
+        flat = yield from self._index_flow(_scripts.CONNECTIONS_OF, uid,
+                                           self.server_field, self.client_field)
+        return [(text(sid), text(server), None if client is None else text(client))
+                for sid, server, client in zip(flat[::3], flat[1::3], flat[2::3], strict=True)]
+
+
+class ConnectionCore:
+    """The root of a long connection: its sid follows its request sessions.
+
+    ``id`` starts as the sid the connection presented (a fresh one when it is
+    absent or malformed); the first request writes ``server``/``client`` into
+    its session; a request session that regenerates moves ``id``.
+    """
+
+    __slots__ = ("_bound", "_manager", "client", "id", "server")
+
+    def __init__(self, manager: ManagerCore, sid: object, server: str,
+                 client: str | None) -> None:
+        if not isinstance(server, str) or not server:
+            raise ConfigError(f"server must be a non-empty str, got {server!r}")
+        if client is not None and not isinstance(client, str):
+            raise ConfigError(f"client must be a str or None, got {client!r}")
+        self._manager, self.server, self.client, self._bound = manager, server, client, False
+        self.id = str(sid) if is_valid_sid(sid) else manager.fresh_sid(manager.ttl_minutes)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {redact(self.id)} on {self.server}>"
+
+    def _binding(self) -> list[str]:
+        """The fields the first request writes: where this connection is held."""
+        if self._bound:
+            return []
+        pairs = [self._manager.server_field, self.server]
+        if self.client is not None:
+            pairs += (self._manager.client_field, self.client)
+        return pairs
+
+    def _attach(self, session: SessionCore) -> None:
+        session._connection = self
+        session._pending = self._binding()
+        self.id = session.id
+
+    def _disconnect_flow(self) -> Flow[bool]:
+        manager = self._manager
+        removed = yield Command(("HDEL", session_key(manager.sid_name, self.id),
+                                 manager.server_field, manager.client_field))
+        self._bound = False
+        return int(removed) > 0
+
 
 class SessionCore:
     """One session's state and flows; the drivers add the public methods.
@@ -240,11 +290,13 @@ class SessionCore:
     raise :class:`SessionDestroyed`); ``_touched`` that the TTL was refreshed.
     """
 
-    __slots__ = ("_dead", "_fields", "_manager", "_stored", "_touched", "created_at",
-                 "id", "key", "newborn", "ttl_minutes")
+    __slots__ = ("_connection", "_dead", "_fields", "_manager", "_pending", "_stored",
+                 "_touched", "created_at", "id", "key", "newborn", "ttl_minutes")
 
     def __init__(self, manager: ManagerCore, presented: object, ttl_minutes: int | None) -> None:
         self._manager = manager
+        self._connection: ConnectionCore | None = None
+        self._pending: list[str] = []
         self._stored = self._dead = self._touched = False
         self._fields: dict[str, str] | None
         if presented is not None and is_valid_sid(presented):
@@ -265,6 +317,8 @@ class SessionCore:
 
     def _adopt(self, sid: str) -> None:
         self.id = sid
+        if self._connection is not None:
+            self._connection.id = sid
         self.key = session_key(self._manager.sid_name, sid)
         self.ttl_minutes, self.created_at = parse_sid(sid)
 
@@ -285,6 +339,9 @@ class SessionCore:
         self._adopt(sid)
         self._fields, self._stored, self._touched, self._dead = field_map(flat), True, True, False
 
+    def _destroyed(self) -> SessionDestroyed:
+        return SessionDestroyed(f"session {redact(self.id)} was destroyed; nothing written")
+
     def _ttl_seconds(self) -> int:
         return self.ttl_minutes * 60
 
@@ -304,7 +361,9 @@ class SessionCore:
 
     def _fields_flow(self, touch: bool) -> Flow[dict[str, str]]:
         """The snapshot, loading it (one round trip) or touching once as needed."""
-        if self._fields is None:
+        if self._fields is None and self._pending:
+            yield from self._write_flow([], [], touch)
+        elif self._fields is None:
             yield from self._load_flow(touch)
         elif touch and self._stored and not self._touched:
             yield from self._touch_flow()
@@ -312,8 +371,8 @@ class SessionCore:
         return self._fields
 
     def _get_flow(self, field: object, default: Any, touch: bool) -> Flow[Any]:
-        check_field(field)
-        raw = (yield from self._fields_flow(touch)).get(field)  # type: ignore[arg-type]
+        name = check_field(field)
+        raw = (yield from self._fields_flow(touch)).get(name)
         return default if raw is None else decode_value(raw)
 
     def _raw_flow(self) -> Flow[dict[str, str]]:
@@ -332,31 +391,35 @@ class SessionCore:
     def _write_flow(self, pairs: list[str], deletions: list[str], touch: bool) -> Flow[int]:
         """HSET ``pairs`` and HDEL ``deletions`` in one step; how many were deleted."""
         if self._dead:
-            raise SessionDestroyed(f"session {redact(self.id)} was destroyed; nothing written")
+            raise self._destroyed()
+        pairs = self._pending + pairs
         if self._fields is not None and not self._stored and not pairs:
             return 0  # nothing stored, nothing to delete
+        manager = self._manager
         mode = "existing" if self._stored else "fallback" if self._fields is None else "create"
-        fallback = self._manager.fresh_sid(self._manager.ttl_minutes) if mode == "fallback" else ""
-        keys = (self.key, session_key(self._manager.sid_name, fallback)) if fallback else (self.key,)
+        fallback = manager.fresh_sid(manager.ttl_minutes) if mode == "fallback" else ""
+        keys = (self.key, session_key(manager.sid_name, fallback)) if fallback else (self.key,)
         reply = yield ScriptCall(_scripts.WRITE, keys, (
-            mode, *self._key_args(), fallback, self._manager.ttl_minutes * 60,
+            mode, *self._key_args(), fallback, manager.ttl_minutes * 60,
             int(touch and not self._touched), int(self._fields is None),
-            *self._manager.user_args(), len(pairs) // 2, *pairs, *deletions))
+            *manager.user_args(), len(pairs) // 2, *pairs, *deletions))
         status, deleted, exists = int(reply[0]), int(reply[1]), int(reply[2])
         if status == 0:
             self._missing()
-            raise SessionDestroyed(f"session {redact(self.id)} was destroyed; nothing written")
+            raise self._destroyed()
         if status == 2:
             self._adopt(fallback)
             self.newborn = True
         if self._fields is None:
             self._fields = field_map(reply[3:])
         else:
-            self._fields.update(zip(pairs[::2], pairs[1::2]))
+            self._fields.update(zip(pairs[::2], pairs[1::2], strict=True))
             for field in deletions:
                 self._fields.pop(field, None)
         self._stored = bool(exists)
         self._touched = self._touched or touch or status == 2 or mode == "create"
+        if self._pending and self._connection is not None:
+            self._connection._bound, self._pending = True, []
         return deleted
 
     def _set_flow(self, mapping: object, touch: bool) -> Flow[None]:
@@ -394,20 +457,21 @@ class SessionCore:
                     destroy_old: bool, needs_user: bool) -> Flow[str]:
         """Copy the session under a fresh sid (see ``_lua/renew.lua``)."""
         if self._dead:
-            raise SessionDestroyed(f"session {redact(self.id)} was destroyed; nothing written")
+            raise self._destroyed()
         if needs_user and self._fields is not None and not self._stored \
                 and self._manager.user_field not in self._fields:
             raise NotLoggedIn("auto_login() needs a logged-in session")
         ttl = self.ttl_minutes if ttl_minutes is None else _check_ttl(ttl_minutes)
         new_sid = self._manager.fresh_sid(ttl)
         manager = self._manager
-        reply = yield ScriptCall(_scripts.RENEW, (self.key, session_key(manager.sid_name, new_sid)), (
+        keys = (self.key, session_key(manager.sid_name, new_sid))
+        reply = yield ScriptCall(_scripts.RENEW, keys, (
             self.id, new_sid, ttl * 60, int(self._stored), int(destroy_old), int(needs_user),
             *manager.user_args(), manager.new_sid_field, len(pairs) // 2, *pairs, *removals))
         status = int(reply[0])
         if status == 0:
             self._missing()
-            raise SessionDestroyed(f"session {redact(self.id)} was destroyed; nothing written")
+            raise self._destroyed()
         if status == 3:
             raise NotLoggedIn("auto_login() needs a logged-in session")
         if status == 2:

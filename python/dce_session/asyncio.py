@@ -14,10 +14,10 @@ import redis.asyncio
 import redis.asyncio.cluster
 from redis.exceptions import NoScriptError, RedisError
 
-from dce_session._flows import Call, Flow, ManagerCore, SessionCore
+from dce_session._flows import Call, ConnectionCore, Flow, ManagerCore, SessionCore
 from dce_session.errors import StoreError
 
-__all__ = ["Session", "SessionManager"]
+__all__ = ["Connection", "Session", "SessionManager"]
 
 T = TypeVar("T")
 
@@ -108,6 +108,25 @@ class Session(SessionCore):
         return await self._run(self._logout_flow())
 
 
+class Connection(ConnectionCore):
+    """The root session of a long connection (websocket and the like).
+
+    ``request()`` gives the session of one message; when that session
+    regenerates (login, auto_login, regenerate), ``id`` follows it.
+    """
+
+    __slots__ = ()
+
+    def request(self, sid: str | None = None) -> Session:
+        """The session for one message: the connection's sid, or one the message carries."""
+        session = Session(self._manager, self.id if sid is None else sid, None)
+        self._attach(session)
+        return session
+
+    async def disconnect(self) -> bool:
+        return await run(self._manager.client, self._disconnect_flow())
+
+
 class SessionManager(ManagerCore):
     """Sessions in Redis through the caller's asyncio redis-py client."""
 
@@ -127,3 +146,9 @@ class SessionManager(ManagerCore):
 
     async def logout_everywhere(self, uid: int) -> int:
         return await run(self.client, self._logout_everywhere_flow(uid))
+
+    def connect(self, sid: str | None, server: str, client: str | None = None) -> Connection:
+        return Connection(self, sid, server, client)
+
+    async def connections_of(self, uid: int) -> list[tuple[str, str, str | None]]:
+        return await run(self.client, self._connections_of_flow(uid))

@@ -21,10 +21,10 @@ import redis
 import redis.cluster
 from redis.exceptions import NoScriptError, RedisError
 
-from dce_session._flows import Call, Flow, ManagerCore, SessionCore
+from dce_session._flows import Call, ConnectionCore, Flow, ManagerCore, SessionCore
 from dce_session.errors import StoreError
 
-__all__ = ["Session", "SessionManager"]
+__all__ = ["Connection", "Session", "SessionManager"]
 
 T = TypeVar("T")
 
@@ -137,6 +137,26 @@ class Session(SessionCore):
         return self._run(self._logout_flow())
 
 
+class Connection(ConnectionCore):
+    """The root session of a long connection (websocket and the like).
+
+    ``request()`` gives the session of one message; when that session
+    regenerates (login, auto_login, regenerate), ``id`` follows it.
+    """
+
+    __slots__ = ()
+
+    def request(self, sid: str | None = None) -> Session:
+        """The session for one message: the connection's sid, or one the message carries."""
+        session = Session(self._manager, self.id if sid is None else sid, None)
+        self._attach(session)
+        return session
+
+    def disconnect(self) -> bool:
+        """Remove this connection's server/client binding; True when it was stored."""
+        return run(self._manager.client, self._disconnect_flow())
+
+
 class SessionManager(ManagerCore):
     """Sessions in Redis through the caller's blocking redis-py client.
 
@@ -165,3 +185,11 @@ class SessionManager(ManagerCore):
     def logout_everywhere(self, uid: int) -> int:
         """Destroy every live session of user ``uid``; how many."""
         return run(self.client, self._logout_everywhere_flow(uid))
+
+    def connect(self, sid: str | None, server: str, client: str | None = None) -> Connection:
+        """The root session of a long connection held by ``server`` (e.g. "10.0.0.5:8000")."""
+        return Connection(self, sid, server, client)
+
+    def connections_of(self, uid: int) -> list[tuple[str, str, str | None]]:
+        """``(sid, server, client)`` of user ``uid``'s bound live sessions."""
+        return run(self.client, self._connections_of_flow(uid))
