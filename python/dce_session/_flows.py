@@ -22,6 +22,7 @@ from dce_session._core import (
     generate_sid,
     is_valid_sid,
     parse_sid,
+    renew_decision,
     session_key,
     user_key,
 )
@@ -31,6 +32,7 @@ from dce_session.errors import (
     NotLoggedIn,
     SerializationError,
     SessionDestroyed,
+    StoreError,
 )
 
 T = TypeVar("T")
@@ -290,7 +292,7 @@ class SessionCore:
     raise :class:`SessionDestroyed`); ``_touched`` that the TTL was refreshed.
     """
 
-    __slots__ = ("_connection", "_dead", "_fields", "_manager", "_pending", "_stored",
+    __slots__ = ("_connection", "_dead", "_fields", "_idle", "_manager", "_pending", "_stored",
                  "_touched", "created_at", "id", "key", "newborn", "ttl_minutes")
 
     def __init__(self, manager: ManagerCore, presented: object, ttl_minutes: int | None) -> None:
@@ -298,6 +300,7 @@ class SessionCore:
         self._connection: ConnectionCore | None = None
         self._pending: list[str] = []
         self._stored = self._dead = self._touched = False
+        self._idle = 0  # seconds the stored session was idle when this object loaded it
         self._fields: dict[str, str] | None
         if presented is not None and is_valid_sid(presented):
             sid = str(presented)
@@ -354,7 +357,8 @@ class SessionCore:
         flat = yield ScriptCall(_scripts.OPEN, (self.key,),
                                 (*self._key_args(), int(touch), *self._manager.user_args()))
         if flat:
-            self._fields, self._stored = field_map(flat), True
+            self._fields, self._stored = field_map(flat[1:]), True
+            self._idle = max(self._ttl_seconds() - int(flat[0]), 0)
             self._touched = self._touched or touch
         else:
             self._missing()
@@ -525,3 +529,70 @@ class SessionCore:
         if self._fields is not None:
             self._fields.pop(manager.user_field, None)
         return bool(int(was_in))
+
+    def _try_renew_flow(self) -> Flow[bool]:
+        """Rotate the sid when due (see SEMANTICS.md, self-regenerating sessions)."""
+        manager, policy = self._manager, self._manager.renew
+        if policy is None:
+            raise ConfigError("try_renew() needs SessionManager(renew=RenewPolicy(...))")
+        if self._dead:
+            raise self._destroyed()
+        fields = yield from self._fields_flow(True)
+        if self.newborn:
+            return True
+        if self._dead or not self._stored:
+            raise self._destroyed()
+        pointer = fields.get(manager.new_sid_field)
+        successor: tuple[str, int, dict[str, str] | None] | None = None  # state, idle, fields
+        for _ in range(4):
+            successor_created = None
+            if pointer is not None:  # a pointer that is not a sid counts as a rotation long ago
+                successor_created = parse_sid(pointer)[1] if is_valid_sid(pointer) else 0
+            state, idle, successor_fields = successor or (None, 0, None)
+            decision = renew_decision(
+                policy.interval_seconds, policy.original_judgment_seconds,
+                policy.cloned_inactive_judgment_seconds, int(manager.clock()), self.created_at,
+                self._idle, successor_created, state, idle)
+            if decision == "keep":
+                return False
+            if decision == "read_successor" and pointer is not None:
+                successor = yield from self._read_successor_flow(pointer)
+            elif decision == "follow" and pointer is not None and successor_fields is not None:
+                self._adopt(pointer)
+                self._fields, self._stored, self._touched = successor_fields, True, True
+                return True
+            elif decision == "destroy":
+                yield from self._destroy_flow()
+                raise self._destroyed()
+            else:  # rotate, reissue
+                new_sid = manager.fresh_sid(self.ttl_minutes)
+                reissued = pointer if decision == "reissue" else None
+                keys: tuple[str, ...] = (self.key, session_key(manager.sid_name, new_sid))
+                if reissued:
+                    keys += (session_key(manager.sid_name, reissued),)
+                reply = yield ScriptCall(_scripts.ROTATE, keys, (
+                    self.id, new_sid, self._ttl_seconds(), manager.new_sid_field, pointer or "",
+                    *manager.user_args(), reissued or ""))
+                status = int(reply[0])
+                if status == 0:
+                    self._missing()
+                    raise self._destroyed()
+                if status == 1:
+                    self._adopt(new_sid)
+                    self._fields, self._stored, self._touched = field_map(reply[1:]), True, True
+                    return True
+                pointer, successor = text(reply[1]) or None, None
+        raise StoreError("the session kept being rotated by other requests; try again")
+
+    def _read_successor_flow(self, sid: str) -> Flow[tuple[str, int, dict[str, str] | None]]:
+        """``(state, idle seconds, fields)`` of the session a rotated one points to."""
+        if not is_valid_sid(sid):
+            return "missing", 0, None
+        ttl_seconds = parse_sid(sid)[0] * 60
+        flat = yield ScriptCall(_scripts.OPEN, (session_key(self._manager.sid_name, sid),),
+                                (sid, ttl_seconds, 1, *self._manager.user_args()))
+        if not flat:
+            return "missing", 0, None
+        fields = field_map(flat[1:])
+        state = "superseded" if self._manager.new_sid_field in fields else "live"
+        return state, max(ttl_seconds - int(flat[0]), 0), fields

@@ -107,6 +107,9 @@ class Session(SessionCore):
     async def logout(self) -> bool:
         return await self._run(self._logout_flow())
 
+    async def try_renew(self) -> bool:
+        return await self._run(self._try_renew_flow())
+
 
 class Connection(ConnectionCore):
     """The root session of a long connection (websocket and the like).

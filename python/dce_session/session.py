@@ -136,6 +136,10 @@ class Session(SessionCore):
         """Forget the user and its index entry; True when one was logged in."""
         return self._run(self._logout_flow())
 
+    def try_renew(self) -> bool:
+        """Rotate the sid when it is due (needs ``renew=``); True: send the new ``id``."""
+        return self._run(self._try_renew_flow())
+
 
 class Connection(ConnectionCore):
     """The root session of a long connection (websocket and the like).

@@ -74,7 +74,13 @@ mod tests {
 
     #[test]
     fn floats_are_shortest_round_trip() {
-        let cases = [(1.0, "1.0"), (0.1, "0.1"), (-0.0, "-0.0"), (1e16, "1e16"), (1e-7, "1e-7")];
+        let cases = [
+            (1.0, "1.0"),
+            (0.1, "0.1"),
+            (-0.0, "-0.0"),
+            (1e16, "1e16"),
+            (1e-7, "1e-7"),
+        ];
         for (value, text) in cases {
             let mut out = String::new();
             write_f64(&mut out, value).unwrap();

@@ -2,7 +2,7 @@
 //!
 //! The pure modules know nothing of Python: [`sid`] (generation, parsing,
 //! validation), [`random`] (fork-safe buffered OS randomness), [`keys`]
-//! (Redis key encoding), [`json`] (serde_json-compatible text writing) and
+//! (Redis key encoding), [`renew`] (the rotation decision), [`json`] (serde_json-compatible text writing) and
 //! [`error`]. The `py` module, behind the `python` feature, only converts
 //! types and errors for the `dce_session._core` extension module.
 
@@ -10,6 +10,7 @@ pub mod error;
 pub mod json;
 pub mod keys;
 pub mod random;
+pub mod renew;
 pub mod sid;
 
 #[cfg(feature = "python")]

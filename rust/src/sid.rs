@@ -77,7 +77,9 @@ mod tests {
         assert_eq!(sid.len(), 76);
         assert!(is_valid(&sid));
         assert_eq!(&sid[64..], "003C65600000");
-        assert!(sid[..64].bytes().all(|b| b.is_ascii_digit() || b.is_ascii_uppercase()));
+        assert!(sid[..64]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase()));
         assert_eq!(parse(&sid), Ok((60, 0x6560_0000)));
     }
 

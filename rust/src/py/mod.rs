@@ -6,6 +6,7 @@ mod value;
 use pyo3::prelude::*;
 use pyo3::types::PyString;
 
+use crate::renew::{self, Decision, Policy, Successor, SuccessorState};
 use crate::{keys, sid, Error};
 
 impl From<Error> for PyErr {
@@ -21,7 +22,10 @@ impl From<Error> for PyErr {
                 .import("dce_session.errors")
                 .and_then(|errors| errors.getattr(class))
             {
-                Ok(class) => PyErr::from_type(class.cast_into().expect("an exception class"), error.to_string()),
+                Ok(class) => PyErr::from_type(
+                    class.cast_into().expect("an exception class"),
+                    error.to_string(),
+                ),
                 Err(import_failed) => import_failed,
             }
         })
@@ -55,7 +59,9 @@ fn parse_sid(sid: &Bound<'_, PyAny>) -> Result<(u16, u64), Error> {
         Ok(text) => sid::parse(text.to_str().unwrap_or("")),
         Err(_) => Err(Error::InvalidSid(format!(
             "a session id is a str, not {}",
-            sid.get_type().name().map_or_else(|_| "?".into(), |n| n.to_string())
+            sid.get_type()
+                .name()
+                .map_or_else(|_| "?".into(), |n| n.to_string())
         ))),
     }
 }
@@ -81,6 +87,51 @@ fn user_key(prefix: &str, uid: &Bound<'_, PyAny>) -> PyResult<String> {
     Ok(keys::user_key(prefix, value::uid(uid)?))
 }
 
+/// The rotation step for a presented session (see `renew::decide`): one of
+/// "keep", "rotate", "read_successor", "follow", "destroy", "reissue".
+/// `successor_state` is None (not read yet), "missing", "superseded" or
+/// "live" (then `successor_idle` is its idle seconds).
+#[pyfunction]
+#[pyo3(signature = (interval, grace, inactive, now, created_at, idle, successor_created=None, successor_state=None, successor_idle=0))]
+#[allow(clippy::too_many_arguments)] // a flat signature keeps the Python call cheap
+fn renew_decision(
+    interval: u64,
+    grace: u64,
+    inactive: u64,
+    now: u64,
+    created_at: u64,
+    idle: u64,
+    successor_created: Option<u64>,
+    successor_state: Option<&str>,
+    successor_idle: u64,
+) -> Result<&'static str, Error> {
+    let state = match successor_state {
+        None => None,
+        Some("missing") => Some(SuccessorState::Missing),
+        Some("superseded") => Some(SuccessorState::Superseded),
+        Some("live") => Some(SuccessorState::Live {
+            idle: successor_idle,
+        }),
+        Some(other) => return Err(Error::Config(format!("unknown successor state {other:?}"))),
+    };
+    let successor = successor_created.map(|created| Successor { created, state });
+    let policy = Policy {
+        interval,
+        grace,
+        inactive,
+    };
+    Ok(
+        match renew::decide(policy, now, created_at, idle, successor) {
+            Decision::Keep => "keep",
+            Decision::Rotate => "rotate",
+            Decision::ReadSuccessor => "read_successor",
+            Decision::Follow => "follow",
+            Decision::Destroy => "destroy",
+            Decision::Reissue => "reissue",
+        },
+    )
+}
+
 /// The `dce_session._core` module.
 #[pymodule]
 fn _core(module: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -89,6 +140,7 @@ fn _core(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(is_valid_sid, module)?)?;
     module.add_function(wrap_pyfunction!(session_key, module)?)?;
     module.add_function(wrap_pyfunction!(user_key, module)?)?;
+    module.add_function(wrap_pyfunction!(renew_decision, module)?)?;
     module.add_function(wrap_pyfunction!(value::encode_value, module)?)?;
     module.add_function(wrap_pyfunction!(value::encode_fields, module)?)?;
     module.add("SID_MIN_LEN", sid::MIN_LEN)?;

@@ -22,9 +22,11 @@ fn unencodable(value: &Bound<'_, PyAny>) -> Error {
 }
 
 fn write_text(out: &mut String, text: &Bound<'_, PyString>) -> Result<(), Error> {
-    let text = text
-        .to_str()
-        .map_err(|_| Error::Serialization("a str that is not valid UTF-8 (lone surrogate) cannot be stored".into()))?;
+    let text = text.to_str().map_err(|_| {
+        Error::Serialization(
+            "a str that is not valid UTF-8 (lone surrogate) cannot be stored".into(),
+        )
+    })?;
     json::write_str(out, text);
     Ok(())
 }
@@ -112,7 +114,11 @@ pub fn encode_fields<'py>(
 ) -> PyResult<Bound<'py, PyList>> {
     let items = match mapping.cast::<PyDict>() {
         Ok(dict) => dict.items(),
-        Err(_) => mapping.call_method0("items")?.try_iter()?.collect::<PyResult<Vec<_>>>().map(|v| PyList::new(py, v))??,
+        Err(_) => mapping
+            .call_method0("items")?
+            .try_iter()?
+            .collect::<PyResult<Vec<_>>>()
+            .map(|v| PyList::new(py, v))??,
     };
     let flat = PyList::empty(py);
     for item in items.iter() {
