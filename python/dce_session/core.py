@@ -1,4 +1,4 @@
-"""The Rust core: sids, keys and value encoding.
+"""The Rust core: sids, keys, value encoding and the rotation decision.
 
 Pure functions, no I/O. Only this module raises :class:`InvalidSid`; the
 session API treats a malformed sid as absent.
@@ -23,6 +23,7 @@ from dce_session._core import (
     generate_sid,
     is_valid_sid,
     parse_sid,
+    renew_decision,
     session_key,
     user_key,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "generate_sid",
     "is_valid_sid",
     "parse_sid",
+    "renew_decision",
     "session_key",
     "user_key",
 ]

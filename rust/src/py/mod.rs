@@ -4,7 +4,7 @@
 mod value;
 
 use pyo3::prelude::*;
-use pyo3::types::PyString;
+use pyo3::types::{PyBool, PyInt, PyString};
 
 use crate::renew::{self, Decision, Policy, Successor, SuccessorState};
 use crate::{keys, sid, Error};
@@ -42,14 +42,63 @@ fn now() -> u64 {
 /// seconds, default now).
 #[pyfunction]
 #[pyo3(signature = (ttl_minutes, created_at=None))]
-fn generate_sid(ttl_minutes: i64, created_at: Option<i64>) -> Result<String, Error> {
-    let ttl = sid::check_ttl(ttl_minutes)?;
+fn generate_sid(
+    ttl_minutes: &Bound<'_, PyAny>,
+    created_at: Option<&Bound<'_, PyAny>>,
+) -> Result<String, Error> {
+    // Any int (not a bool) is checked for range here, so that a huge or
+    // non-int ttl is a ConfigError like any other bad ttl, not an OverflowError.
+    let ttl = match plain_i64(ttl_minutes) {
+        Some(minutes) => sid::check_ttl(minutes)?,
+        None => {
+            return Err(Error::Config(format!(
+                "ttl_minutes must be an integer in 1..65535, got {}",
+                describe(ttl_minutes)
+            )))
+        }
+    };
     let created = match created_at {
         None => now(),
-        Some(second) => u64::try_from(second)
-            .map_err(|_| Error::Config(format!("created_at must be >= 0, got {second}")))?,
+        Some(second) => plain_u64(second).ok_or_else(|| {
+            Error::Config(format!(
+                "created_at must be an integer in [0, 2**64), got {}",
+                describe(second)
+            ))
+        })?,
     };
     Ok(sid::generate(ttl, created))
+}
+
+/// `value` when it is a Python int (not a bool) in [0, 2**64).
+fn plain_u64(value: &Bound<'_, PyAny>) -> Option<u64> {
+    if value.is_instance_of::<PyInt>() && !value.is_instance_of::<PyBool>() {
+        value.extract::<u64>().ok()
+    } else {
+        None
+    }
+}
+
+/// `value` when it is a Python int (not a bool) in the i64 range.
+fn plain_i64(value: &Bound<'_, PyAny>) -> Option<i64> {
+    if value.is_instance_of::<PyInt>() && !value.is_instance_of::<PyBool>() {
+        value.extract::<i64>().ok()
+    } else {
+        None
+    }
+}
+
+/// A short description of a bad setting for messages.
+fn describe(value: &Bound<'_, PyAny>) -> String {
+    if value.is_instance_of::<PyInt>() && !value.is_instance_of::<PyBool>() {
+        value
+            .str()
+            .map_or_else(|_| "?".into(), |text| text.to_string())
+    } else {
+        value
+            .get_type()
+            .name()
+            .map_or_else(|_| "?".into(), |name| format!("a {name}"))
+    }
 }
 
 /// `(ttl_minutes, created_at)` carried by a sid; `InvalidSid` if malformed.
