@@ -1,0 +1,1 @@
+"""Framework integrations of dce-session (optional extras; each module imports its framework)."""
