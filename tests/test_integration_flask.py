@@ -1,0 +1,465 @@
+"""The Flask integration, through Flask's test client, against a real Redis."""
+
+from __future__ import annotations
+
+import doctest
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import dce_session.integrations.flask as dce_flask
+import flask
+import pytest
+import redis
+from dce_session import ConfigError, SerializationError, SessionManager, _scripts
+from dce_session.core import generate_sid
+from dce_session.integrations.flask import FlaskSession, SessionInterface
+from werkzeug.test import TestResponse
+
+FORGED = generate_sid(60)  # well formed, never stored
+
+
+@pytest.fixture
+def door() -> str:
+    """Flask is blocking: only the sync front door (overrides conftest's parametrisation)."""
+    return "sync"
+
+
+@pytest.fixture(autouse=True)
+def cached_scripts(store: redis.Redis) -> None:
+    """The scripts are in the server's cache: round trips count no NOSCRIPT retry."""
+    for script in vars(_scripts).values():
+        if isinstance(script, _scripts.Script):
+            assert store.script_load(script.source) == script.sha
+
+
+def dce_of(session: Any) -> Any:
+    """``flask.session.dce``: the blocking dce ``Session`` behind the mapping."""
+    assert isinstance(session, FlaskSession)
+    return session.dce
+
+
+def build_app(manager: SessionManager, **options: Any) -> flask.Flask:
+    """An app whose routes each do one thing to ``flask.session``."""
+    config = options.pop("config", {})
+    app = flask.Flask(__name__)
+    app.config.update(config)
+    app.session_interface = SessionInterface(manager, **options)
+    session = flask.session
+
+    @app.get("/nothing")
+    def nothing() -> str:
+        return "no session here"
+
+    @app.get("/read/<key>")
+    def read(key: str) -> Any:
+        return {"value": session.get(key)}
+
+    @app.get("/keys")
+    def keys() -> Any:
+        return sorted(session)
+
+    @app.post("/set/<key>")
+    def set_(key: str) -> str:
+        session[key] = flask.request.json
+        return ""
+
+    @app.post("/reassign/<key>")
+    def reassign(key: str) -> str:
+        session[key] = session[key]
+        return ""
+
+    @app.post("/del/<key>")
+    def delete(key: str) -> str:
+        del session[key]
+        return ""
+
+    @app.post("/append/<key>/<item>")
+    def append(key: str, item: str) -> str:
+        session[key].append(item)  # nested change: Flask would need modified = True
+        return ""
+
+    @app.post("/login")
+    def login() -> Any:
+        dce_of(session).login(flask.request.json)
+        return {"keys": sorted(session), "user": dce_of(session).user()}
+
+    @app.post("/reserved")
+    def reserved() -> str:
+        with pytest.raises(ValueError, match=r"\$user"):
+            session["$user"] = {"id": 1}
+        with pytest.raises(SerializationError):
+            session["when"] = {1, 2}
+        return "refused"
+
+    @app.post("/clear")
+    def clear() -> str:
+        session.clear()
+        return ""
+
+    @app.post("/clear-then-set")
+    def clear_then_set() -> str:
+        session.clear()
+        session["fresh"] = True
+        return ""
+
+    @app.post("/destroy")
+    def destroy() -> str:
+        dce_of(session).destroy()
+        return ""
+
+    @app.post("/regenerate")
+    def regenerate() -> str:
+        dce_of(session).regenerate()
+        return ""
+
+    @app.post("/permanent")
+    def permanent() -> str:
+        session.permanent = True
+        session["a"] = 1
+        return ""
+
+    return app
+
+
+@pytest.fixture
+def manager(make_manager: Callable[..., SessionManager]) -> SessionManager:
+    return make_manager()
+
+
+@pytest.fixture
+def app(manager: SessionManager) -> flask.Flask:
+    return build_app(manager)
+
+
+def set_cookie(response: TestResponse) -> dict[str, str] | None:
+    """The one Set-Cookie of ``response`` as {name: value, attribute: value}, or None."""
+    headers = response.headers.getlist("Set-Cookie")
+    if not headers:
+        return None
+    assert len(headers) == 1, headers
+    name_value, *attributes = headers[0].split("; ")
+    name, _, value = name_value.partition("=")
+    parsed = {"name": name, "value": value}
+    for attribute in attributes:
+        key, _, val = attribute.partition("=")
+        parsed[key.lower()] = val
+    return parsed
+
+
+def start(browser: Any, **values: Any) -> str:
+    """Write ``values`` through the app; the sid the browser now holds."""
+    for key, value in values.items():
+        assert browser.post(f"/set/{key}", json=value).status_code == 200
+    return held(browser)
+
+
+def held(browser: Any, name: str = "session") -> str:
+    """The sid in the browser's cookie jar."""
+    cookie = browser.get_cookie(name)
+    assert cookie is not None
+    sid: str = cookie.value
+    return sid
+
+
+def test_module_example_runs() -> None:
+    failed, attempted = doctest.testmod(dce_flask, optionflags=doctest.ELLIPSIS)
+    assert attempted > 0
+    assert failed == 0
+
+
+def test_untouched_session_costs_nothing(app: flask.Flask, round_trips: Any) -> None:
+    browser = app.test_client()
+    round_trips.reset()
+    response = browser.get("/nothing")
+    assert round_trips.count == 0
+    assert set_cookie(response) is None
+    sid = start(browser, a=1)
+    round_trips.reset()
+    response = browser.get("/nothing")
+    assert round_trips.count == 0
+    assert set_cookie(response) is None
+    assert held(browser) == sid
+
+
+def test_first_write_sets_a_locked_down_cookie(
+    app: flask.Flask, round_trips: Any, store: redis.Redis
+) -> None:
+    browser = app.test_client()
+    round_trips.reset()
+    response = browser.post("/set/cart", json=["apple"])
+    assert round_trips.count == 1  # the write creates the key: nothing to load first
+    cookie = set_cookie(response)
+    assert cookie is not None
+    assert cookie["name"] == "session"
+    assert {"httponly", "secure"} <= cookie.keys()
+    assert cookie["samesite"] == "Lax"
+    assert cookie["path"] == "/"
+    assert "expires" not in cookie  # not permanent: a browser-session cookie
+    assert "Cookie" in response.headers["Vary"]
+    sid = cookie["value"]
+    assert store.hgetall(f"dcesid:{sid}") == {"cart": '["apple"]'}
+    assert 0 < store.ttl(f"dcesid:{sid}") <= 3600
+    # more writes to the same sid: no cookie
+    response = browser.post("/set/count", json=1)
+    assert set_cookie(response) is None
+    assert store.hgetall(f"dcesid:{sid}") == {"cart": '["apple"]', "count": "1"}
+
+
+def test_a_read_loads_once_and_refreshes_the_ttl(
+    app: flask.Flask, round_trips: Any, store: redis.Redis
+) -> None:
+    browser = app.test_client()
+    sid = start(browser, a=1, b="two")
+    store.expire(f"dcesid:{sid}", 100)
+    round_trips.reset()
+    response = browser.get("/read/b")
+    assert response.json == {"value": "two"}
+    assert round_trips.count == 1  # load + touch in one script, nothing written
+    assert set_cookie(response) is None
+    assert store.ttl(f"dcesid:{sid}") > 100
+
+
+def test_only_changed_keys_are_written(
+    app: flask.Flask, store: redis.Redis, round_trips: Any
+) -> None:
+    browser = app.test_client()
+    sid = start(browser, cart=["apple"], name="Ada")
+    key = f"dcesid:{sid}"
+    # a foreign writer's formatting of an untouched key is left as it is
+    store.hset(key, "name", '  "Ada"  ')
+    round_trips.reset()
+    assert browser.post("/reassign/name").status_code == 200  # same value again
+    assert round_trips.count == 1  # the load; nothing written
+    assert store.hget(key, "name") == '  "Ada"  '
+    # a blind assignment (no read) is one write, of that key alone, and no load
+    round_trips.reset()
+    assert browser.post("/set/count", json=2).status_code == 200
+    assert round_trips.count == 1
+    assert store.hget(key, "name") == '  "Ada"  '
+    # a nested change is found without session.modified
+    assert browser.post("/append/cart/pear").status_code == 200
+    assert store.hgetall(key) == {"cart": '["apple","pear"]', "name": '  "Ada"  ', "count": "2"}
+
+
+def test_deleting_a_key_removes_only_that_field(app: flask.Flask, store: redis.Redis) -> None:
+    browser = app.test_client()
+    sid = start(browser, a=1, b=2)
+    response = browser.post("/del/a")
+    assert set_cookie(response) is None
+    assert store.hgetall(f"dcesid:{sid}") == {"b": "2"}
+    assert browser.get("/keys").json == ["b"]
+
+
+def test_overlapping_requests_keep_each_others_keys(
+    manager: SessionManager, store: redis.Redis
+) -> None:
+    app = build_app(manager)
+    loaded, other_done = threading.Event(), threading.Event()
+
+    @app.post("/slow/<key>")
+    def slow(key: str) -> str:
+        assert flask.session["shared"] == 0  # loads the whole hash now
+        loaded.set()
+        assert other_done.wait(20)
+        flask.session[key] = "slow"
+        return ""
+
+    first = app.test_client()
+    sid = start(first, shared=0)
+    second = app.test_client()
+    second.set_cookie("session", sid)
+    outcome: list[int] = []
+    worker = threading.Thread(target=lambda: outcome.append(first.post("/slow/a").status_code))
+    worker.start()
+    try:
+        assert loaded.wait(20)
+        assert second.post("/set/b", json="fast").status_code == 200
+        assert second.post("/set/shared", json=1).status_code == 200
+    finally:
+        other_done.set()
+        worker.join(20)
+    assert outcome == [200]
+    # the slow request loaded b absent and shared=0, yet rewrote neither
+    assert store.hgetall(f"dcesid:{sid}") == {"shared": "1", "b": '"fast"', "a": '"slow"'}
+
+
+@pytest.mark.parametrize("presented", [FORGED, "not-a-sid", FORGED.lower() + "zz"])
+def test_a_forged_cookie_is_never_adopted(
+    app: flask.Flask, store: redis.Redis, presented: str
+) -> None:
+    browser = app.test_client()
+    browser.set_cookie("session", presented)
+    response = browser.get("/read/a")
+    assert response.json == {"value": None}
+    assert set_cookie(response) is None  # nothing stored, nothing to send
+    response = browser.post("/set/a", json=1)
+    cookie = set_cookie(response)
+    assert cookie is not None
+    assert cookie["value"] != presented
+    assert store.keys("*") == [f"dcesid:{cookie['value']}"]
+
+
+def test_login_resends_the_cookie_and_keeps_the_user_out_of_the_mapping(
+    app: flask.Flask, store: redis.Redis
+) -> None:
+    browser = app.test_client()
+    old = start(browser, a=1)
+    response = browser.post("/login", json={"id": 7, "name": "Ada"})
+    assert response.json == {"keys": ["a"], "user": {"id": 7, "name": "Ada"}}
+    cookie = set_cookie(response)
+    assert cookie is not None
+    new = cookie["value"]
+    assert new != old
+    assert store.exists(f"dcesid:{old}") == 0
+    assert store.hget(f"dcesid:{new}", "$user") == '{"id":7,"name":"Ada"}'
+    assert store.smembers("dceusmap:7") == {new}
+    assert browser.get("/keys").json == ["a"]
+    assert browser.get("/read/$user").json == {"value": None}
+    assert browser.post("/reserved").text == "refused"
+    assert store.hget(f"dcesid:{new}", "$user") == '{"id":7,"name":"Ada"}'
+
+
+def test_regenerate_resends_the_cookie(app: flask.Flask, store: redis.Redis) -> None:
+    browser = app.test_client()
+    old = start(browser, a=1)
+    cookie = set_cookie(browser.post("/regenerate"))
+    assert cookie is not None
+    assert cookie["value"] != old
+    assert store.hgetall(f"dcesid:{cookie['value']}") == {"a": "1"}
+    assert browser.get("/read/a").json == {"value": 1}
+
+
+@pytest.mark.parametrize("route", ["/clear", "/destroy"])
+def test_ending_the_session_expires_the_cookie(
+    app: flask.Flask, store: redis.Redis, route: str
+) -> None:
+    browser = app.test_client()
+    start(browser, a=1)
+    assert browser.post("/login", json={"id": 3}).status_code == 200
+    assert store.smembers("dceusmap:3") == {held(browser)}
+    response = browser.post(route)
+    cookie = set_cookie(response)
+    assert cookie is not None
+    assert cookie["value"] == ""
+    assert cookie.get("max-age") == "0" or "1970" in cookie.get("expires", "")
+    assert store.keys("*") == []  # the session and its user index entry are gone
+    assert browser.get_cookie("session") is None
+    assert browser.get("/read/a").json == {"value": None}
+
+
+def test_clear_without_a_cookie_sends_nothing(app: flask.Flask, store: redis.Redis) -> None:
+    response = app.test_client().post("/clear")
+    assert set_cookie(response) is None
+    assert store.keys("*") == []
+
+
+def test_keys_set_after_clear_start_a_fresh_session(
+    app: flask.Flask, store: redis.Redis
+) -> None:
+    browser = app.test_client()
+    old = start(browser, a=1)
+    cookie = set_cookie(browser.post("/clear-then-set"))
+    assert cookie is not None
+    assert cookie["value"] not in ("", old)
+    assert store.keys("*") == [f"dcesid:{cookie['value']}"]
+    assert store.hgetall(f"dcesid:{cookie['value']}") == {"fresh": "true"}
+
+
+def test_cookie_settings_come_from_flask_config(
+    manager: SessionManager, store: redis.Redis
+) -> None:
+    app = build_app(manager, config={
+        "SESSION_COOKIE_NAME": "sid", "SESSION_COOKIE_PATH": "/shop",
+        "SESSION_COOKIE_DOMAIN": "example.org", "SESSION_COOKIE_HTTPONLY": False,
+        "SESSION_COOKIE_SECURE": False, "SESSION_COOKIE_SAMESITE": "Strict",
+        "PERMANENT_SESSION_LIFETIME": timedelta(days=3)})
+    browser = app.test_client()
+    cookie = set_cookie(browser.post("/permanent"))
+    assert cookie is not None
+    assert cookie["name"] == "sid"
+    assert cookie["path"] == "/shop"
+    assert cookie["domain"] == "example.org"
+    assert "httponly" not in cookie
+    assert "expires" in cookie  # permanent: lasts PERMANENT_SESSION_LIFETIME
+    # Flask's own Secure / SameSite settings do not weaken ours
+    assert "secure" in cookie
+    assert cookie["samesite"] == "Lax"
+    assert store.hgetall(f"dcesid:{cookie['value']}") == {"_permanent": "true", "a": "1"}
+    # the session cookie under Flask's default name is not read
+    other = app.test_client()
+    other.set_cookie("session", cookie["value"], domain="example.org")
+    assert other.get("/read/a", base_url="http://example.org/shop").json == {"value": None}
+    other.set_cookie("sid", cookie["value"], domain="example.org")
+    assert other.get("/read/a", base_url="http://example.org/shop").json == {"value": 1}
+
+
+def test_secure_and_same_site_can_be_changed(manager: SessionManager) -> None:
+    app = build_app(manager, secure=False, same_site="strict")
+    cookie = set_cookie(app.test_client().post("/set/a", json=1))
+    assert cookie is not None
+    assert "secure" not in cookie
+    assert cookie["samesite"] == "Strict"
+    assert "httponly" in cookie
+    assert app.session_interface.get_cookie_secure(app) is False
+    app = build_app(manager, same_site=None)
+    cookie = set_cookie(app.test_client().post("/set/a", json=1))
+    assert cookie is not None
+    assert "samesite" not in cookie
+    assert "secure" in cookie
+
+
+async def test_bad_settings_are_refused(redis_url: str) -> None:
+    import dce_session.asyncio
+    import redis.asyncio
+
+    client = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        with pytest.raises(ConfigError, match="blocking"):
+            SessionInterface(dce_session.asyncio.SessionManager(client))  # type: ignore[arg-type]
+    finally:
+        await client.aclose()
+    with redis.Redis.from_url(redis_url) as sync_client:
+        manager = SessionManager(sync_client)
+        with pytest.raises(ConfigError, match="same_site"):
+            SessionInterface(manager, same_site="sideways")
+        with pytest.raises(ConfigError, match="secure"):
+            SessionInterface(manager, secure="no")  # type: ignore[arg-type]
+
+
+def test_the_mapping_behaves_like_a_dict(app: flask.Flask, manager: SessionManager) -> None:
+    browser = app.test_client()
+    sid = start(browser, a=1, b=[1, 2])
+    with app.test_request_context(headers={"Cookie": f"session={sid}"}):
+        session = app.session_interface.open_session(app, flask.request)
+        assert isinstance(session, FlaskSession)
+        assert "unloaded" in repr(session)
+        assert not session.modified
+        assert session == {"a": 1, "b": [1, 2]}
+        assert len(session) == 2
+        assert dict(session) == {"a": 1, "b": [1, 2]}
+        assert session | {"c": 3} == {"a": 1, "b": [1, 2], "c": 3}
+        assert session.setdefault("a", 5) == 1
+        assert not session.modified
+        assert session.pop("a") == 1
+        assert session.pop("missing", None) is None
+        session.update({"c": 3}, d=4)
+        assert session.modified
+        assert session.changes() == ({"c": 3, "d": 4}, ["a"])
+        with pytest.raises(TypeError):
+            session[1] = 2
+
+
+def test_session_transaction_of_the_test_client(app: flask.Flask, store: redis.Redis) -> None:
+    browser = app.test_client()
+    with browser.session_transaction() as session:
+        session["a"] = 1
+    assert browser.get("/read/a").json == {"value": 1}
+    sid = held(browser)
+    assert store.hgetall(f"dcesid:{sid}") == {"a": "1"}
+    with browser.session_transaction() as session:
+        assert session["a"] == 1
+        session.clear()
+    assert browser.get_cookie("session") is None
+    assert store.keys("*") == []
