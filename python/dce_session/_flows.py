@@ -342,6 +342,11 @@ class SessionCore:
         self._adopt(sid)
         self._fields, self._stored, self._touched, self._dead = field_map(flat), True, True, False
 
+    def _bound(self) -> None:
+        """The connection binding in ``_pending`` has been written."""
+        if self._pending and self._connection is not None:
+            self._connection._bound, self._pending = True, []
+
     def _destroyed(self) -> SessionDestroyed:
         return SessionDestroyed(f"session {redact(self.id)} was destroyed; nothing written")
 
@@ -422,8 +427,7 @@ class SessionCore:
                 self._fields.pop(field, None)
         self._stored = bool(exists)
         self._touched = self._touched or touch or status == 2 or mode == "create"
-        if self._pending and self._connection is not None:
-            self._connection._bound, self._pending = True, []
+        self._bound()
         return deleted
 
     def _set_flow(self, mapping: object, touch: bool) -> Flow[None]:
@@ -465,6 +469,7 @@ class SessionCore:
         if needs_user and self._fields is not None and not self._stored \
                 and self._manager.user_field not in self._fields:
             raise NotLoggedIn("auto_login() needs a logged-in session")
+        pairs = self._pending + pairs
         ttl = self.ttl_minutes if ttl_minutes is None else _check_ttl(ttl_minutes)
         new_sid = self._manager.fresh_sid(ttl)
         manager = self._manager
@@ -483,6 +488,7 @@ class SessionCore:
             self._fields, self._stored = {}, False
         else:
             self._moved_to(new_sid, reply[1:])
+            self._bound()
         return new_sid
 
     def _regenerate_flow(self, changes: Mapping[str, Any] | None) -> Flow[str]:
