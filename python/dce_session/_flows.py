@@ -80,10 +80,13 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)  # built once: it is on every get
+
+
 def decode_value(raw: str) -> Any:
     """A stored JSON text as a Python value; ``SerializationError`` if not JSON."""
     try:
-        return json.loads(raw, parse_constant=_reject_constant)
+        return _DECODER.decode(raw)
     except ValueError as error:
         raise SerializationError(f"a stored value is not JSON: {error}") from error
 
