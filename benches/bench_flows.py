@@ -28,10 +28,7 @@ import redis.asyncio
 from dce_session import _scripts
 from dce_session.core import generate_sid
 
-try:  # another helper's naive one-command-per-step manager: an extra row if present
-    from benches import pure_python
-except ImportError:  # pragma: no cover
-    pure_python = None
+from benches import pure_python  # the naive one-command-per-step manager: an extra row
 
 FLOW_TARGET = 0.85
 BATCH = 200
@@ -177,8 +174,6 @@ def test_open_get_sync(benchmark: Any, client: redis.Redis, counter: Any, side: 
                  target=FLOW_TARGET)
         assert _sync_bench(benchmark, counter, floor) == CART
     else:
-        if pure_python is None:
-            pytest.skip("benches/pure_python.py is not there")
         naive_manager = pure_python.NaiveSessionManager(client)
         naive: Callable[[], Any] = lambda: naive_manager.open(sid).get("cart")  # noqa: E731
         counter.reset()
@@ -254,8 +249,6 @@ def test_new_set_sync(benchmark: Any, client: redis.Redis, counter: Any, side: s
                  target=FLOW_TARGET)
         sid = _sync_bench(benchmark, counter, floor)
     else:
-        if pure_python is None:
-            pytest.skip("benches/pure_python.py is not there")
         naive_manager = pure_python.NaiveSessionManager(client)
 
         def naive() -> str:

@@ -14,18 +14,16 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+import django
 import pytest
 import redis
-
-django = pytest.importorskip("django")
-
-from dce_session import _scripts  # noqa: E402
-from dce_session.core import generate_sid, is_valid_sid, parse_sid  # noqa: E402
-from dce_session.errors import ConfigError, SerializationError  # noqa: E402
-from django.conf import settings  # noqa: E402  (after the importorskip)
-from django.http import HttpRequest, HttpResponse, JsonResponse  # noqa: E402
-from django.test import Client, override_settings  # noqa: E402
-from django.urls import path  # noqa: E402
+from dce_session import _scripts
+from dce_session.core import generate_sid, is_valid_sid, parse_sid
+from dce_session.errors import ConfigError, SerializationError
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.test import Client, override_settings
+from django.urls import path
 
 TTL_MINUTES = 30
 COOKIE = "sessionid"

@@ -17,6 +17,7 @@ from typing import Any
 
 import dce_session
 import dce_session.asyncio
+import fastapi
 import httpx2 as httpx
 import pytest
 import redis
@@ -548,7 +549,6 @@ def test_the_docstring_example_runs(redis_url: str, serve: Callable[..., TestCli
 
 def test_fastapi_smoke(serve: Callable[..., TestClient],
                        manager: dce_session.asyncio.SessionManager, store: redis.Redis) -> None:
-    fastapi = pytest.importorskip("fastapi")
     app = fastapi.FastAPI()
     app.add_middleware(SessionMiddleware, manager=manager)
     app.state.managers = [manager]
