@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping
 from typing import Any, NamedTuple, TypeVar
 
 from dce_session import _scripts
@@ -319,6 +319,21 @@ class SessionCore:
             "unloaded" if self._fields is None else "new"
         return f"<{type(self).__name__} {redact(self.id)} {state}>"
 
+    @property
+    def manager(self) -> ManagerCore:
+        """The manager this session belongs to (its settings: fields, prefixes, ttl)."""
+        return self._manager
+
+    @property
+    def stored(self) -> bool:
+        """True when this object knows the session is in the store (found or written)."""
+        return self._stored and not self._dead
+
+    @property
+    def destroyed(self) -> bool:
+        """True when this object saw the session end (destroy, or found it gone)."""
+        return self._dead
+
     # -- state changes -------------------------------------------------------
 
     def _adopt(self, sid: str) -> None:
@@ -433,10 +448,12 @@ class SessionCore:
         self._bound()
         return deleted
 
-    def _set_flow(self, mapping: object, touch: bool) -> Flow[None]:
+    def _set_flow(self, mapping: object, touch: bool,
+                  deletions: Iterable[object] = ()) -> Flow[None]:
         pairs = encode_fields(mapping)
-        if pairs:
-            yield from self._write_flow(pairs, [], touch)
+        removals = [check_field(field) for field in deletions]
+        if pairs or removals:
+            yield from self._write_flow(pairs, removals, touch)
 
     def _load_raw_flow(self, mapping: Mapping[str, str]) -> Flow[None]:
         pairs: list[str] = []
@@ -494,12 +511,13 @@ class SessionCore:
             self._bound()
         return new_sid
 
-    def _regenerate_flow(self, changes: Mapping[str, Any] | None) -> Flow[str]:
+    def _regenerate_flow(self, changes: Mapping[str, Any] | None, destroy_old: bool,
+                         ttl_minutes: int | None) -> Flow[str]:
         changes = dict(changes or {})
         removals = [check_field(field) for field, value in changes.items() if value is None]
         pairs = encode_fields({field: value for field, value in changes.items()
                                if value is not None})
-        return (yield from self._renew_flow(pairs, removals, None, destroy_old=False,
+        return (yield from self._renew_flow(pairs, removals, ttl_minutes, destroy_old=destroy_old,
                                             needs_user=False))
 
     def _user_document_flow(self) -> Flow[dict[str, Any] | None]:

@@ -7,7 +7,7 @@ method that talks to Redis is a coroutine.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
 import redis.asyncio
@@ -65,8 +65,8 @@ class Session(SessionCore):
     async def silent_set(self, field: str, value: Any) -> None:
         await self._run(self._set_flow({field: value}, False))
 
-    async def update(self, mapping: Mapping[str, Any]) -> None:
-        await self._run(self._set_flow(mapping, True))
+    async def update(self, mapping: Mapping[str, Any], *, delete: Iterable[str] = ()) -> None:
+        await self._run(self._set_flow(mapping, True, delete))
 
     async def delete(self, field: str) -> bool:
         return await self._run(self._delete_flow(field, True))
@@ -89,8 +89,9 @@ class Session(SessionCore):
     async def destroy(self) -> bool:
         return await self._run(self._destroy_flow())
 
-    async def regenerate(self, changes: Mapping[str, Any] | None = None) -> str:
-        return await self._run(self._regenerate_flow(changes))
+    async def regenerate(self, changes: Mapping[str, Any] | None = None, *,
+                         destroy_old: bool = False, ttl_minutes: int | None = None) -> str:
+        return await self._run(self._regenerate_flow(changes, destroy_old, ttl_minutes))
 
     async def user(self) -> Any:
         return await self._run(self._user_flow())

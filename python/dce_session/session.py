@@ -14,7 +14,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
 import redis
@@ -80,9 +80,9 @@ class Session(SessionCore):
         """:meth:`set` without the touch (a key it creates still gets its TTL)."""
         self._run(self._set_flow({field: value}, False))
 
-    def update(self, mapping: Mapping[str, Any]) -> None:
-        """Many :meth:`set` in one round trip; touches once."""
-        self._run(self._set_flow(mapping, True))
+    def update(self, mapping: Mapping[str, Any], *, delete: Iterable[str] = ()) -> None:
+        """Many :meth:`set` and the ``delete`` fields removed, in one round trip; touches once."""
+        self._run(self._set_flow(mapping, True, delete))
 
     def delete(self, field: str) -> bool:
         """Remove ``field``; True when it existed. Touches once."""
@@ -112,9 +112,14 @@ class Session(SessionCore):
         """Delete the session and its user-index entry; True when it existed."""
         return self._run(self._destroy_flow())
 
-    def regenerate(self, changes: Mapping[str, Any] | None = None) -> str:
-        """Copy the data under a new sid (``changes``: value, or None to drop); the new sid."""
-        return self._run(self._regenerate_flow(changes))
+    def regenerate(self, changes: Mapping[str, Any] | None = None, *,
+                   destroy_old: bool = False, ttl_minutes: int | None = None) -> str:
+        """Copy the data under a new sid (``changes``: value, or None to drop); the new sid.
+
+        The old session stays unless ``destroy_old`` (then it goes in the same
+        step, as with login); ``ttl_minutes`` gives the new sid another ttl.
+        """
+        return self._run(self._regenerate_flow(changes, destroy_old, ttl_minutes))
 
     def user(self) -> Any:
         """The logged-in user (through ``user_loader`` when set), or None."""

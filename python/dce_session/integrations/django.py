@@ -91,7 +91,7 @@ from django.core.signals import setting_changed
 from dce_session.core import encode_value, is_valid_sid, parse_sid
 from dce_session.core import session_key as redis_key
 from dce_session.errors import ConfigError, SerializationError, SessionDestroyed
-from dce_session.session import Session, SessionManager, run
+from dce_session.session import Session, SessionManager
 
 __all__ = ["CreateError", "SessionStore", "UpdateError", "get_manager", "reset_manager"]
 
@@ -247,7 +247,7 @@ class SessionStore(SessionBase):
 
     def _exposed(self, session: Session) -> dict[str, Any]:
         """The user's values in ``session``'s snapshot (loading it if needed, no touch)."""
-        hidden = session._manager.bookkeeping
+        hidden = session.manager.bookkeeping
         values: dict[str, Any] = {}
         loaded: dict[str, str] = {}
         for field, raw in session.raw().items():
@@ -268,7 +268,7 @@ class SessionStore(SessionBase):
             self._loaded = {}
             return {}
         session = self.dce
-        session.get(session._manager.user_field)  # loads and touches, one EVALSHA
+        session.get(session.manager.user_field)  # loads and touches, one EVALSHA
         if session.newborn and not self._made:  # unknown to the store: never adopted
             self._dce = None
             self._session_key = None
@@ -357,10 +357,8 @@ class SessionStore(SessionBase):
             if ttl is not None and ttl != session.ttl_minutes:
                 self._regenerate(changed, removed, ttl)
                 return
-            if changed:
-                session.update(changed)
-            for key in removed:
-                session.delete(key)
+            if changed or removed:
+                session.update(changed, delete=removed)
         except SessionDestroyed as error:
             raise UpdateError(str(error)) from error
         self._recorded(changed, removed)
@@ -368,13 +366,8 @@ class SessionStore(SessionBase):
     def _regenerate(self, changed: dict[str, Any], removed: list[str],
                     ttl_minutes: int | None) -> None:
         """Move the data, with these edits, to a new sid and delete the old key: one step."""
-        session = self.dce
-        pairs: list[str] = []
-        for key, value in changed.items():
-            pairs += (key, encode_value(value))
-        # renew.lua, as login() runs it but without a user: one atomic round trip.
-        run(session._manager.client,
-            session._renew_flow(pairs, removed, ttl_minutes, destroy_old=True, needs_user=False))
+        changes: dict[str, Any] = {**changed, **dict.fromkeys(removed)}
+        self.dce.regenerate(changes, destroy_old=True, ttl_minutes=ttl_minutes)
         self._recorded(changed, removed)
         self.modified = True
 

@@ -37,10 +37,10 @@ Behaviour:
   key loads nothing. A request that never touches the session costs no round
   trip and sends no cookie.
 * At the end of the request only what changed is written: the assigned or
-  changed keys in one ``update()`` (a key whose value is unchanged, even if
-  re-assigned, is not rewritten; nested changes such as
-  ``session["cart"].append(x)`` are found by comparing with what was loaded),
-  then one ``delete()`` per removed key. Keys this request did not change are
+  changed keys and the removed ones in one ``update(..., delete=...)`` (a key
+  whose value is unchanged, even if re-assigned, is not rewritten; nested
+  changes such as ``session["cart"].append(x)`` are found by comparing with
+  what was loaded): one round trip. Keys this request did not change are
   never written, so concurrent requests editing different keys of one session
   keep each other's changes.
 * The cookie is set exactly when the sid the client must hold changed (a new
@@ -94,8 +94,7 @@ _SAME_SITE = {"strict": "Strict", "lax": "Lax", "none": "None"}
 
 def _maybe_stored(session: DceSession) -> bool:
     """Whether the store may hold ``session`` (a destroy is then worth sending)."""
-    # `_stored` / `_dead` are the session's own state (dce_session._flows.SessionCore).
-    return not session._dead and (session._stored or not session.newborn)
+    return session.stored or (not session.destroyed and not session.newborn)
 
 
 class FlaskSession(CallbackDict[str, Any], SessionMixin):
@@ -276,13 +275,11 @@ class FlaskSession(CallbackDict[str, Any], SessionMixin):
             if _maybe_stored(ended):
                 ended.destroy()
         self._doomed.clear()
-        if self.dce._dead:  # destroyed through session.dce: nothing to write to
+        if self.dce.destroyed:  # destroyed through session.dce: nothing to write to
             return
         written, removed = self.changes()
-        if written:
-            self.dce.update(written)
-        for key in removed:
-            self.dce.delete(key)
+        if written or removed:
+            self.dce.update(written, delete=removed)
         self._original = {key: encode_value(value) for key, value in dict.items(self)} \
             if self._loaded else self._original
         self._assigned.clear()
@@ -332,7 +329,7 @@ class SessionInterface(_FlaskSessionInterface):
         """Write what changed; set the cookie when the sid changed, expire it when ended."""
         if not isinstance(session, FlaskSession):
             return
-        ended = bool(session._doomed) or session.dce._dead
+        ended = bool(session._doomed) or session.dce.destroyed
         session.save()
         dce = session.dce
         name, domain, path = (self.get_cookie_name(app), self.get_cookie_domain(app),
@@ -340,13 +337,13 @@ class SessionInterface(_FlaskSessionInterface):
         httponly, partitioned = self.get_cookie_httponly(app), self.get_cookie_partitioned(app)
         if session.accessed:
             response.vary.add("Cookie")
-        if dce._stored and dce.id != session.presented:
+        if dce.stored and dce.id != session.presented:
             response.set_cookie(
                 name, dce.id, expires=self.get_expiration_time(app, session),
                 httponly=httponly, domain=domain, path=path, secure=self.secure,
                 partitioned=partitioned, samesite=self.same_site)
             response.vary.add("Cookie")
-        elif ended and session.presented is not None and not dce._stored:
+        elif ended and session.presented is not None and not dce.stored:
             response.delete_cookie(
                 name, domain=domain, path=path, secure=self.secure,
                 partitioned=partitioned, samesite=self.same_site, httponly=httponly)

@@ -126,23 +126,10 @@ class SessionMapping(dict[str, Any]):
         super().clear()
 
 
-# The session's state, read through SessionCore internals (same package): a
-# public Session has no "load everything with the touch" call nor a write of
-# sets and deletes in one script, and no "is it stored" attribute.
-
-
 async def _load(session: Session) -> dict[str, str]:
-    """Every stored field, the TTL refreshed: one round trip (``open.lua``)."""
-    return dict(await session._run(session._fields_flow(True)))
-
-
-async def _write(session: Session, pairs: list[str], deletions: list[str]) -> None:
-    """Set ``pairs`` and delete ``deletions``: one round trip (``write.lua``)."""
-    await session._run(session._write_flow(pairs, deletions, True))
-
-
-def _stored(session: Session) -> bool:
-    return session._stored and not session._dead
+    """Every stored field, the TTL refreshed: one round trip (the get loads and touches)."""
+    await session.get(session.manager.user_field)
+    return await session.raw()
 
 
 class SessionMiddleware:
@@ -226,40 +213,41 @@ class SessionMiddleware:
         """Write what the request changed; the session the client must now use."""
         session: Session = scope["state"]["dce_session"]
         if mapping.ended:
-            if _stored(session):
+            if session.stored:
                 await session.destroy()
             if mapping and not websocket:  # values set after clear(): a new session
                 session = self.manager.new()
                 scope["state"]["dce_session"] = session
-                await _write(session, *self._changes(mapping, {}))
-        elif not session._dead and (_stored(session) or not websocket):
-            pairs, deletions = self._changes(mapping, loaded)
-            if pairs or deletions:
+                changed, _ = self._changes(mapping, {})
+                await session.update(changed)
+        elif not session.destroyed and (session.stored or not websocket):
+            changed, deletions = self._changes(mapping, loaded)
+            if changed or deletions:
                 # Destroyed meanwhile (logout elsewhere): nothing written, cookie expired.
                 with contextlib.suppress(SessionDestroyed):
-                    await _write(session, pairs, deletions)
+                    await session.update(changed, delete=deletions)
         return session
 
     def _changes(self, mapping: Mapping[str, Any],
-                 loaded: dict[str, str]) -> tuple[list[str], list[str]]:
-        """``(field/JSON pairs to set, fields to delete)``: what differs from ``loaded``."""
+                 loaded: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
+        """``(fields to set, fields to delete)``: what differs from ``loaded``."""
         reserved = self.manager.bookkeeping.intersection(mapping)
         if reserved:
             raise ValueError(
                 f"{sorted(reserved)} are dce-session bookkeeping fields, not session values; "
                 "use request.state.dce_session (login, logout, ...)")
-        pairs: list[str] = []
+        changed: dict[str, Any] = {}
         for field, value in mapping.items():
             encoded = encode_value(value)
             before = loaded.get(check_field(field))
             if before is None or (encoded != before
                                   and encoded != encode_value(decode_value(before))):
-                pairs += (field, encoded)
-        return pairs, [field for field in loaded if field not in mapping]
+                changed[field] = value
+        return changed, [field for field in loaded if field not in mapping]
 
     def _cookie(self, session: Session, presented: str | None) -> str | None:
         """The ``Set-Cookie`` value the response needs, if any."""
-        if _stored(session):
+        if session.stored:
             if session.id == presented:
                 return None
             return f"{self.cookie_name}={session.id}; {self._flags}{self._lifetime}"
