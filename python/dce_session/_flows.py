@@ -36,6 +36,7 @@ from dce_session.errors import (
 )
 
 T = TypeVar("T")
+S = TypeVar("S", bound="SessionCore")
 Arg = str | int
 
 
@@ -273,10 +274,13 @@ class ConnectionCore:
             pairs += (self._manager.client_field, self.client)
         return pairs
 
-    def _attach(self, session: SessionCore) -> None:
+    def _request(self, session_type: type[S], sid: str | None) -> S:
+        """A request session of ``session_type``, attached to this connection."""
+        session = session_type(self._manager, self.id if sid is None else sid, None)
         session._connection = self
         session._pending = self._binding()
         self.id = session.id
+        return session
 
     def _disconnect_flow(self) -> Flow[bool]:
         manager = self._manager

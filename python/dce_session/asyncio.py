@@ -113,19 +113,13 @@ class Session(SessionCore):
 
 
 class Connection(ConnectionCore):
-    """The root session of a long connection (websocket and the like).
-
-    ``request()`` gives the session of one message; when that session
-    regenerates (login, auto_login, regenerate), ``id`` follows it.
-    """
+    """The root session of a long connection; see :class:`dce_session.Connection`."""
 
     __slots__ = ()
 
     def request(self, sid: str | None = None) -> Session:
         """The session for one message: the connection's sid, or one the message carries."""
-        session = Session(self._manager, self.id if sid is None else sid, None)
-        self._attach(session)
-        return session
+        return self._request(Session, sid)
 
     async def disconnect(self) -> bool:
         return await run(self._manager.client, self._disconnect_flow())

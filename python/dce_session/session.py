@@ -157,9 +157,7 @@ class Connection(ConnectionCore):
 
     def request(self, sid: str | None = None) -> Session:
         """The session for one message: the connection's sid, or one the message carries."""
-        session = Session(self._manager, self.id if sid is None else sid, None)
-        self._attach(session)
-        return session
+        return self._request(Session, sid)
 
     def disconnect(self) -> bool:
         """Remove this connection's server/client binding; True when it was stored."""
