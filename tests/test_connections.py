@@ -226,3 +226,19 @@ async def test_disconnect_of_an_unbound_connection(make_manager: Any, call: Any,
     manager = make_manager()
     assert await call(manager.connect(None, SERVER).disconnect()) is False
     assert store.keys("*") == []
+
+
+async def test_a_fresh_connection_keeps_its_own_sid(make_manager: Any, call: Any,
+                                                    store: Any) -> None:
+    manager = make_manager()
+    connection = manager.connect(None, SERVER, CLIENT)
+    sid = connection.id
+    first = connection.request()
+    assert await call(first.get("x")) is None  # even a read binds the connection
+    assert first.id == connection.id == sid
+    assert store.hgetall(session_key("dcesid", sid)) == {"$server": SERVER, "$client": CLIENT}
+    assert store.ttl(session_key("dcesid", sid)) > 0
+    later = connection.request()
+    assert await call(later.get("x")) is None
+    assert later.id == sid
+    assert not later.newborn

@@ -251,7 +251,7 @@ class ConnectionCore:
     its session; a request session that regenerates moves ``id``.
     """
 
-    __slots__ = ("_bound", "_manager", "client", "id", "server")
+    __slots__ = ("_bound", "_generated", "_manager", "client", "id", "server")
 
     def __init__(self, manager: ManagerCore, sid: object, server: str,
                  client: str | None) -> None:
@@ -260,7 +260,8 @@ class ConnectionCore:
         if client is not None and not isinstance(client, str):
             raise ConfigError(f"client must be a str or None, got {client!r}")
         self._manager, self.server, self.client, self._bound = manager, server, client, False
-        self.id = str(sid) if is_valid_sid(sid) else manager.fresh_sid(manager.ttl_minutes)
+        self._generated = not is_valid_sid(sid)  # our own fresh sid: its session is newborn
+        self.id = manager.fresh_sid(manager.ttl_minutes) if self._generated else str(sid)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {redact(self.id)} on {self.server}>"
@@ -276,7 +277,11 @@ class ConnectionCore:
 
     def _request(self, session_type: type[S], sid: str | None) -> S:
         """A request session of ``session_type``, attached to this connection."""
-        session = session_type(self._manager, self.id if sid is None else sid, None)
+        if sid is None and self._generated and not self._bound:
+            session = session_type(self._manager, None, None)
+            session._adopt(self.id)  # newborn under the connection's own fresh sid
+        else:
+            session = session_type(self._manager, self.id if sid is None else sid, None)
         session._connection = self
         session._pending = self._binding()
         self.id = session.id
@@ -392,7 +397,7 @@ class SessionCore:
 
     def _fields_flow(self, touch: bool) -> Flow[dict[str, str]]:
         """The snapshot, loading it (one round trip) or touching once as needed."""
-        if self._fields is None and self._pending:
+        if self._pending:  # a connection's binding rides on its first request's first operation
             yield from self._write_flow([], [], touch)
         elif self._fields is None:
             yield from self._load_flow(touch)
