@@ -20,7 +20,9 @@ from dce_session._core import (
     encode_fields,
     encode_value,
     generate_sid,
+    generate_sid_in_slot,
     is_valid_sid,
+    key_slot,
     parse_sid,
     renew_decision,
     session_key,
@@ -167,6 +169,7 @@ class ManagerCore:
     """Settings and the manager-wide flows; the drivers add the client."""
 
     _client_types: tuple[type, ...] = ()
+    _cluster_types: tuple[type, ...] = ()
 
     def __init__(
         self,
@@ -188,6 +191,9 @@ class ManagerCore:
             names = " or ".join(f"{t.__module__}.{t.__qualname__}" for t in self._client_types)
             raise ConfigError(f"this SessionManager needs a {names}, not {type(client).__name__}")
         self.client = client
+        #: True on a Redis Cluster: the user index then lies in another hash
+        #: slot than the sessions, and flows update it in steps of their own.
+        self.cluster = isinstance(client, self._cluster_types)
         self.ttl_minutes = _check_ttl(ttl_minutes)
         self.sid_name = _check_name("sid_name", sid_name)
         self.user_prefix = _check_name("user_prefix", user_prefix)
@@ -213,16 +219,82 @@ class ManagerCore:
         self.clock: Callable[[], float] = clock or time.time
         self.bookkeeping = frozenset(fields.values())
 
-    def fresh_sid(self, ttl_minutes: int) -> str:
-        """A new sid of ``ttl_minutes`` created now (by the manager's clock)."""
+    def fresh_sid(self, ttl_minutes: int, near: str | None = None) -> str:
+        """A new sid of ``ttl_minutes`` created now (by the manager's clock).
+
+        On a cluster, ``near`` (a key) puts the new session key in the same
+        hash slot, so that one script may touch both.
+        """
+        if self.cluster and near is not None:
+            return generate_sid_in_slot(ttl_minutes, int(self.clock()), self.sid_name,
+                                        key_slot(near))
         return generate_sid(ttl_minutes, int(self.clock()))
+
+    @property
+    def script_prefix(self) -> str:
+        """The user prefix as scripts take it: empty on a cluster (no index in scripts)."""
+        return "" if self.cluster else self.user_prefix
 
     def user_args(self) -> tuple[str, str, int]:
         """The user field, user prefix and index TTL floor, as scripts take them."""
-        return self.user_field, self.user_prefix, self.mapping_ttl_seconds
+        return self.user_field, self.script_prefix, self.mapping_ttl_seconds
+
+    def uid_of(self, fields: Mapping[str, str] | None) -> str | None:
+        """The uid (decimal text) of the user stored in ``fields``, if any."""
+        raw = None if fields is None else fields.get(self.user_field)
+        if raw is None:
+            return None
+        try:
+            document = json.loads(raw)
+        except ValueError:
+            return None
+        uid = document.get("id") if isinstance(document, dict) else None
+        if isinstance(uid, bool) or not isinstance(uid, int) or not 0 <= uid < 2 ** 64:
+            return None
+        return str(uid)
+
+    def index_add_flow(self, uid: str | None, sid: str, ttl_seconds: int) -> Flow[None]:
+        """Cluster only: put ``sid`` in user ``uid``'s index (its own slot)."""
+        if self.cluster and uid is not None:
+            yield ScriptCall(_scripts.INDEX_ADD, (f"{self.user_prefix}:{uid}",),
+                             (sid, ttl_seconds, self.mapping_ttl_seconds))
+
+    def index_remove_flow(self, uid: str | None, *sids: str) -> Flow[None]:
+        """Cluster only: take ``sids`` out of user ``uid``'s index."""
+        if self.cluster and uid is not None and sids:
+            yield Command(("SREM", f"{self.user_prefix}:{uid}", *sids))
+
+    def _cluster_index_flow(self, uid: str, action: str, *extra: Arg) -> Flow[list[Any]]:
+        """Cluster: the index flows as per-slot steps. SMEMBERS the index; one
+        script per listed session (check it still holds the user, then act);
+        SREM the sids found dead or logged out. Replies of the live ones."""
+        index = f"{self.user_prefix}:{uid}"
+        members = yield Command(("SMEMBERS", index))
+        live: list[Any] = []
+        gone: list[str] = []
+        for member in sorted(text(sid) for sid in members):
+            reply = yield ScriptCall(_scripts.EACH_SESSION, (session_key(self.sid_name, member),),
+                                     (uid, self.user_field, action, *extra))
+            if int(reply[0]):
+                live.append((member, *reply[1:]))
+            if not int(reply[0]) or action == "logout":
+                gone.append(member)
+        for first in range(0, len(gone), 1000):
+            yield Command(("SREM", index, *gone[first:first + 1000]))
+        return live
 
     def _index_flow(self, script: _scripts.Script, uid: object, *extra: Arg) -> Flow[Any]:
         uid = uid_text(uid)
+        if self.cluster:
+            action = {"sessions_of": "check", "sync": "sync", "logout_everywhere": "logout",
+                      "connections_of": "connections"}[script.name]
+            live = yield from self._cluster_index_flow(uid, action, *extra)
+            if script.name == "sessions_of":
+                return [sid for sid, *_ in live]
+            if script.name == "connections_of":
+                return [item for sid, server, client in live if server is not None
+                        for item in (sid, server, client)]
+            return len(live)
         return (yield ScriptCall(script, (f"{self.user_prefix}:{uid}",),
                                  (uid, self.sid_name, self.user_field, *extra)))
 
@@ -392,6 +464,9 @@ class SessionCore:
             self._fields, self._stored = field_map(flat[1:]), True
             self._idle = max(self._ttl_seconds() - int(flat[0]), 0)
             self._touched = self._touched or touch
+            if touch:
+                yield from self._manager.index_add_flow(
+                    self._manager.uid_of(self._fields), self.id, self._ttl_seconds())
         else:
             self._missing()
 
@@ -420,6 +495,8 @@ class SessionCore:
         self._touched = True
         if int(done):
             self._stored = True
+            yield from self._manager.index_add_flow(
+                self._manager.uid_of(self._fields), self.id, self._ttl_seconds())
             return True
         self._missing()
         return False
@@ -433,11 +510,12 @@ class SessionCore:
             return 0  # nothing stored, nothing to delete
         manager = self._manager
         mode = "existing" if self._stored else "fallback" if self._fields is None else "create"
-        fallback = manager.fresh_sid(manager.ttl_minutes) if mode == "fallback" else ""
+        fallback = manager.fresh_sid(manager.ttl_minutes, self.key) if mode == "fallback" else ""
+        wants_touch = touch and not self._touched
         keys = (self.key, session_key(manager.sid_name, fallback)) if fallback else (self.key,)
         reply = yield ScriptCall(_scripts.WRITE, keys, (
             mode, *self._key_args(), fallback, manager.ttl_minutes * 60,
-            int(touch and not self._touched), int(self._fields is None),
+            int(wants_touch), int(self._fields is None),
             *manager.user_args(), len(pairs) // 2, *pairs, *deletions))
         status, deleted, exists = int(reply[0]), int(reply[1]), int(reply[2])
         if status == 0:
@@ -455,6 +533,9 @@ class SessionCore:
         self._stored = bool(exists)
         self._touched = self._touched or touch or status == 2 or mode == "create"
         self._bound()
+        if wants_touch and exists:
+            yield from manager.index_add_flow(manager.uid_of(self._fields), self.id,
+                                              self._ttl_seconds())
         return deleted
 
     def _set_flow(self, mapping: object, touch: bool,
@@ -485,9 +566,18 @@ class SessionCore:
         return max(self._ttl_seconds() - remaining, 0)
 
     def _destroy_flow(self) -> Flow[bool]:
+        manager = self._manager
+        uid = None
+        if manager.cluster:  # the index entry goes in a step after the DEL
+            if self._fields is None:
+                user = yield Command(("HGET", self.key, manager.user_field))
+                uid = manager.uid_of(None if user is None else {manager.user_field: text(user)})
+            else:
+                uid = manager.uid_of(self._fields)
         existed = yield ScriptCall(_scripts.DESTROY, (self.key,),
-                                   (self.id, self._manager.user_field, self._manager.user_prefix))
+                                   (self.id, manager.user_field, manager.script_prefix))
         self._dead, self._stored, self._fields = True, False, {}
+        yield from manager.index_remove_flow(uid, self.id)
         return bool(int(existed))
 
     def _renew_flow(self, pairs: list[str], removals: list[str], ttl_minutes: int | None,
@@ -500,13 +590,33 @@ class SessionCore:
             raise NotLoggedIn("auto_login() needs a logged-in session")
         pairs = self._pending + pairs
         ttl = self.ttl_minutes if ttl_minutes is None else _check_ttl(ttl_minutes)
-        new_sid = self._manager.fresh_sid(ttl)
         manager = self._manager
+        old_uid = new_uid = None
+        if manager.cluster:
+            # The index is another slot: add the new sid before the move (so a
+            # crash never leaves a live session unlisted), remove the old after.
+            if self._fields is None:
+                yield from self._load_flow(False)
+            old_uid = manager.uid_of(self._fields)
+            changes = dict(zip(pairs[::2], pairs[1::2], strict=True))
+            new_fields = {**(self._fields or {}), **changes}
+            for field in removals:
+                new_fields.pop(field, None)
+            new_uid = manager.uid_of(new_fields)
+        new_sid = manager.fresh_sid(ttl, self.key)  # after any load: it may change the key
+        if manager.cluster:
+            yield from manager.index_add_flow(new_uid, new_sid, ttl * 60)
+        old_sid = self.id
         keys = (self.key, session_key(manager.sid_name, new_sid))
         reply = yield ScriptCall(_scripts.RENEW, keys, (
             self.id, new_sid, ttl * 60, int(self._stored), int(destroy_old), int(needs_user),
             *manager.user_args(), manager.new_sid_field, len(pairs) // 2, *pairs, *removals))
         status = int(reply[0])
+        if manager.cluster:
+            if status != 1:
+                yield from manager.index_remove_flow(new_uid, new_sid)
+            if destroy_old and status != 0:
+                yield from manager.index_remove_flow(old_uid, old_sid)
         if status == 0:
             self._missing()
             raise self._destroyed()
@@ -560,10 +670,19 @@ class SessionCore:
         if self._fields is not None and not self._stored:
             return False
         manager = self._manager
+        uid = None
+        if manager.cluster:  # the index entry goes in a step after the HDEL
+            if self._fields is None:
+                user = yield Command(("HGET", self.key, manager.user_field))
+                uid = manager.uid_of(None if user is None else {manager.user_field: text(user)})
+            else:
+                uid = manager.uid_of(self._fields)
         was_in = yield ScriptCall(_scripts.LOGOUT, (self.key,),
-                                  (self.id, manager.user_field, manager.user_prefix))
+                                  (self.id, manager.user_field, manager.script_prefix))
         if self._fields is not None:
             self._fields.pop(manager.user_field, None)
+        if int(was_in):
+            yield from manager.index_remove_flow(uid, self.id)
         return bool(int(was_in))
 
     def _try_renew_flow(self) -> Flow[bool]:
@@ -601,8 +720,10 @@ class SessionCore:
                 yield from self._destroy_flow()
                 raise self._destroyed()
             else:  # rotate, reissue
-                new_sid = manager.fresh_sid(self.ttl_minutes)
+                new_sid = manager.fresh_sid(self.ttl_minutes, self.key)
                 reissued = pointer if decision == "reissue" else None
+                uid = manager.uid_of(self._fields)
+                yield from manager.index_add_flow(uid, new_sid, self._ttl_seconds())
                 keys: tuple[str, ...] = (self.key, session_key(manager.sid_name, new_sid))
                 if reissued:
                     keys += (session_key(manager.sid_name, reissued),)
@@ -610,6 +731,10 @@ class SessionCore:
                     self.id, new_sid, self._ttl_seconds(), manager.new_sid_field, pointer or "",
                     *manager.user_args(), reissued or ""))
                 status = int(reply[0])
+                if status != 1:
+                    yield from manager.index_remove_flow(uid, new_sid)
+                elif reissued:
+                    yield from manager.index_remove_flow(uid, reissued)
                 if status == 0:
                     self._missing()
                     raise self._destroyed()
@@ -630,5 +755,6 @@ class SessionCore:
         if not flat:
             return "missing", 0, None
         fields = field_map(flat[1:])
+        yield from self._manager.index_add_flow(self._manager.uid_of(fields), sid, ttl_seconds)
         state = "superseded" if self._manager.new_sid_field in fields else "live"
         return state, max(ttl_seconds - int(flat[0]), 0), fields

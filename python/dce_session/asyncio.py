@@ -14,10 +14,32 @@ import redis.asyncio
 import redis.asyncio.cluster
 from redis.exceptions import NoScriptError, RedisError
 
-from dce_session._flows import Call, ConnectionCore, Flow, ManagerCore, SessionCore
-from dce_session.errors import StoreError
+from dce_session._flows import Call, ConnectionCore, Flow, ManagerCore, RenewPolicy, SessionCore
+from dce_session.errors import (
+    ConfigError,
+    InvalidSid,
+    InvalidUser,
+    NotLoggedIn,
+    SerializationError,
+    SessionDestroyed,
+    SessionError,
+    StoreError,
+)
 
-__all__ = ["Connection", "Session", "SessionManager"]
+__all__ = [
+    "ConfigError",
+    "Connection",
+    "InvalidSid",
+    "InvalidUser",
+    "NotLoggedIn",
+    "RenewPolicy",
+    "SerializationError",
+    "Session",
+    "SessionDestroyed",
+    "SessionError",
+    "SessionManager",
+    "StoreError",
+]
 
 T = TypeVar("T")
 
@@ -129,6 +151,7 @@ class SessionManager(ManagerCore):
     """Sessions in Redis through the caller's asyncio redis-py client."""
 
     _client_types = (redis.asyncio.Redis, redis.asyncio.cluster.RedisCluster)
+    _cluster_types = (redis.asyncio.cluster.RedisCluster,)
 
     def new(self, ttl_minutes: int | None = None) -> Session:
         return Session(self, None, ttl_minutes)

@@ -172,6 +172,7 @@ class SessionManager(ManagerCore):
     """
 
     _client_types = (redis.Redis, redis.cluster.RedisCluster)
+    _cluster_types = (redis.cluster.RedisCluster,)
 
     def new(self, ttl_minutes: int | None = None) -> Session:
         """A newborn session with a fresh sid; nothing is written yet."""

@@ -4,7 +4,7 @@
 //! written upper case (as the Rust dce crate does), read in either case.
 //! The 64-hex part is 256 bits straight from the OS CSPRNG.
 
-use crate::{random, Error};
+use crate::{keys, random, Error};
 
 /// Length of the random part.
 pub const RANDOM_HEX: usize = 64;
@@ -40,6 +40,61 @@ pub fn generate(ttl_minutes: u16, created_at: u64) -> String {
     sid
 }
 
+/// Positions (in the random part) of the 4 hex digits chosen to reach a slot.
+const STEER_AT: usize = RANDOM_HEX - 4;
+
+/// A fresh sid whose key `<prefix>:<sid>` lies in hash slot `slot` (Redis
+/// Cluster): 60 hex digits from the OS CSPRNG (240 bits), then 4 hex digits
+/// chosen so that the key hashes to `slot`. CRC16 is linear over GF(2), so
+/// the checksum is that of the key with `0` digits XOR one precomputed term
+/// per chosen digit. When the prefix holds a hash tag the sid does not move
+/// the key, and the plain sid is returned.
+pub fn generate_in_slot(ttl_minutes: u16, created_at: u64, prefix: &str, slot: u16) -> String {
+    let slot = slot % keys::SLOTS;
+    let probe = keys::session_key(prefix, "");
+    // A sid holds no braces, so a key's hash tag, if any, lies in the prefix.
+    if keys::hashed_part(probe.as_bytes()).len() != probe.len() {
+        return generate(ttl_minutes, created_at);
+    }
+    loop {
+        let mut sid = generate(ttl_minutes, created_at).into_bytes();
+        sid[STEER_AT..RANDOM_HEX].copy_from_slice(b"0000");
+        let mut key = probe.clone().into_bytes();
+        let start = key.len();
+        key.extend_from_slice(&sid);
+        let base = keys::crc16(&key);
+        // terms[p][v]: CRC of a same-length message that is zero except
+        // at the p-th steering digit, which holds HEX[v] ^ b'0'.
+        let mut terms = [[0u16; 16]; 4];
+        let mut zero = vec![0u8; key.len()];
+        for (p, row) in terms.iter_mut().enumerate() {
+            let at = start + STEER_AT + p;
+            for (v, term) in row.iter_mut().enumerate() {
+                zero[at] = HEX[v] ^ b'0';
+                *term = keys::crc16(&zero);
+            }
+            zero[at] = 0;
+        }
+        for (a, ta) in terms[0].iter().enumerate() {
+            for (b, tb) in terms[1].iter().enumerate() {
+                let ab = base ^ ta ^ tb;
+                for (c, tc) in terms[2].iter().enumerate() {
+                    let abc = ab ^ tc;
+                    for (d, td) in terms[3].iter().enumerate() {
+                        if (abc ^ td) % keys::SLOTS == slot {
+                            for (p, v) in [a, b, c, d].into_iter().enumerate() {
+                                sid[STEER_AT + p] = HEX[v];
+                            }
+                            return String::from_utf8(sid).expect("hex is ASCII");
+                        }
+                    }
+                }
+            }
+        }
+        // No combination reaches the slot with these random digits: draw again.
+    }
+}
+
 /// True when `sid` is exactly 64 + 4 + 8..16 ASCII hex digits.
 pub fn is_valid(sid: &str) -> bool {
     (MIN_LEN..=MAX_LEN).contains(&sid.len()) && sid.bytes().all(|b| b.is_ascii_hexdigit())
@@ -70,6 +125,32 @@ pub fn redact(sid: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sids_in_slot_hit_the_slot() {
+        let mut seen = std::collections::HashSet::new();
+        for round in 0..2000u32 {
+            let slot = ((round * 7919) % 16384) as u16;
+            let sid = generate_in_slot(60, 0x6560_0000, "dcesid", slot);
+            assert!(is_valid(&sid));
+            assert_eq!(parse(&sid).unwrap(), (60, 0x6560_0000));
+            let key = keys::session_key("dcesid", &sid);
+            assert_eq!(keys::key_slot(key.as_bytes()), slot, "{key}");
+            assert!(
+                seen.insert(sid[..STEER_AT].to_string()),
+                "random part repeated"
+            );
+        }
+        // A tag in the prefix decides the slot: any sid will do.
+        let sid = generate_in_slot(60, 1, "{app}s", 3);
+        assert!(is_valid(&sid));
+        // An empty tag does not count.
+        let sid = generate_in_slot(60, 1, "a{}b", 77);
+        assert_eq!(
+            keys::key_slot(keys::session_key("a{}b", &sid).as_bytes()),
+            77
+        );
+    }
 
     #[test]
     fn generated_sids_have_the_wire_format() {

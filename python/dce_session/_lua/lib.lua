@@ -35,8 +35,11 @@ local function user_id(json)
   end
 end
 
--- The user index key of a stored user JSON, or nil when it has no id.
+-- The user index key of a stored user JSON, or nil when it has no id. An
+-- empty user_prefix means "leave the index alone": on a Redis Cluster the
+-- index lies in another slot and the caller updates it in a step of its own.
 local function index_key(user_prefix, user_json)
+  if user_prefix == '' then return nil end
   local uid = user_id(user_json)
   if uid then return user_prefix .. ':' .. uid end
   return nil

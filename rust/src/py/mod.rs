@@ -124,6 +124,24 @@ fn is_valid_sid(sid: &Bound<'_, PyAny>) -> bool {
         .unwrap_or(false)
 }
 
+/// The Redis Cluster hash slot of `key` (CRC16 with hash tags).
+#[pyfunction]
+fn key_slot(key: &str) -> u16 {
+    keys::key_slot(key.as_bytes())
+}
+
+/// A fresh sid whose key `<prefix>:<sid>` lies in hash slot `slot`.
+#[pyfunction]
+fn generate_sid_in_slot(
+    ttl_minutes: u16,
+    created_at: u64,
+    prefix: &str,
+    slot: u16,
+) -> Result<String, Error> {
+    let ttl = sid::check_ttl(i64::from(ttl_minutes))?;
+    Ok(sid::generate_in_slot(ttl, created_at, prefix, slot))
+}
+
 /// `<prefix>:<sid>`.
 #[pyfunction]
 fn session_key(prefix: &str, sid: &str) -> String {
@@ -188,6 +206,8 @@ fn _core(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(parse_sid, module)?)?;
     module.add_function(wrap_pyfunction!(is_valid_sid, module)?)?;
     module.add_function(wrap_pyfunction!(session_key, module)?)?;
+    module.add_function(wrap_pyfunction!(key_slot, module)?)?;
+    module.add_function(wrap_pyfunction!(generate_sid_in_slot, module)?)?;
     module.add_function(wrap_pyfunction!(user_key, module)?)?;
     module.add_function(wrap_pyfunction!(renew_decision, module)?)?;
     module.add_function(wrap_pyfunction!(value::encode_value, module)?)?;

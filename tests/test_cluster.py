@@ -1,0 +1,246 @@
+"""dce-session on a real local Redis Cluster (3 masters, no replicas).
+
+The fixture starts its own cluster; missing ``redis-server``/``redis-cli`` is
+a loud failure, never a skip.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+import redis
+import redis.asyncio.cluster
+import redis.cluster
+from dce_session import RenewPolicy
+from dce_session._core import generate_sid_in_slot, key_slot
+
+
+def _free_port() -> int:
+    """A free port below 55535 whose cluster bus port (+10000) is free too."""
+    for _ in range(200):
+        port = random.randint(20000, 45000)
+        try:
+            for candidate in (port, port + 10000):
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
+@pytest.fixture(scope="module")
+def cluster_nodes() -> Iterator[list[int]]:
+    server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+    assert server, "redis-server is needed for the cluster tests"
+    assert cli, "redis-cli is needed for the cluster tests"
+    folder = Path(tempfile.mkdtemp(prefix="dce-cluster-"))
+    ports: list[int] = []
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        for _ in range(3):
+            port = _free_port()
+            while port in ports:
+                port = _free_port()
+            ports.append(port)
+            node = folder / str(port)
+            node.mkdir()
+            processes.append(subprocess.Popen(
+                [server, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                 "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                 "--dir", str(node)],
+                cwd=node, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        for port in ports:
+            _wait(lambda port=port: _ping(port), f"node {port} to start")
+        subprocess.run([cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports),
+                        "--cluster-replicas", "0", "--cluster-yes"],
+                       check=True, capture_output=True, timeout=60)
+        for port in ports:
+            _wait(lambda port=port: _cluster_ok(port), f"node {port} to see the cluster ok")
+        yield ports
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=10)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _ping(port: int) -> bool:
+    try:
+        with redis.Redis(port=port, socket_timeout=1) as client:
+            return bool(client.ping())
+    except redis.ConnectionError:
+        return False
+
+
+def _cluster_ok(port: int) -> bool:
+    with redis.Redis(port=port, decode_responses=True) as client:
+        return "cluster_state:ok" in client.execute_command("CLUSTER", "INFO")
+
+
+def _wait(ready: Any, what: str) -> None:
+    deadline = time.monotonic() + 30
+    while not ready():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def cluster(cluster_nodes: list[int]) -> Iterator[redis.cluster.RedisCluster]:
+    """A plain blocking cluster client on an emptied cluster (to inspect the store)."""
+    client = redis.cluster.RedisCluster(host="127.0.0.1", port=cluster_nodes[0],
+                                        decode_responses=True)
+    client.flushall(target_nodes=redis.cluster.RedisCluster.PRIMARIES)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest_asyncio.fixture
+async def manager(door: str, cluster: redis.cluster.RedisCluster,
+                  cluster_nodes: list[int]) -> AsyncIterator[Any]:
+    """The door's SessionManager over a cluster client of the door's kind."""
+    if door == "sync":
+        import dce_session
+
+        client: Any = redis.cluster.RedisCluster(host="127.0.0.1", port=cluster_nodes[0])
+        try:
+            yield dce_session.SessionManager(client, renew=RenewPolicy())
+        finally:
+            client.close()
+    else:
+        import dce_session.asyncio
+
+        aclient = redis.asyncio.cluster.RedisCluster(host="127.0.0.1", port=cluster_nodes[0])
+        try:
+            yield dce_session.asyncio.SessionManager(aclient, renew=RenewPolicy())
+        finally:
+            await aclient.aclose()
+
+
+def test_key_slot_matches_cluster_keyslot(cluster_nodes: list[int]) -> None:
+    rng = random.Random(7)
+    with redis.Redis(port=cluster_nodes[0], decode_responses=True) as node:
+        keys = ["", "foo", "{user1000}.following", "a{}b", "a{b}c{d}", "{", "}{x}"]
+        keys += ["".join(rng.choice("ab{}:09xyzAF") for _ in range(rng.randint(1, 20)))
+                 for _ in range(300)]
+        for key in keys:
+            assert key_slot(key) == node.execute_command("CLUSTER", "KEYSLOT", key), key
+
+
+def test_sids_in_slot_land_in_the_slot(cluster_nodes: list[int]) -> None:
+    with redis.Redis(port=cluster_nodes[0], decode_responses=True) as node:
+        for slot in (0, 1, 8191, 16383, *random.sample(range(16384), 50)):
+            sid = generate_sid_in_slot(60, 1700000000, "dcesid", slot)
+            assert node.execute_command("CLUSTER", "KEYSLOT", f"dcesid:{sid}") == slot
+
+
+def test_manager_knows_it_is_on_a_cluster(manager: Any) -> None:
+    assert manager.cluster is True
+
+
+async def test_new_set_open_get(manager: Any, cluster: Any, call: Any) -> None:
+    session = manager.new()
+    await call(session.set("a", 1))
+    assert cluster.hget(f"dcesid:{session.id}", "a") == "1"
+    assert cluster.ttl(f"dcesid:{session.id}") == 3600
+    again = manager.open(session.id)
+    assert await call(again.get("a")) == 1
+
+
+async def test_unknown_sid_falls_back(manager: Any, cluster: Any, call: Any) -> None:
+    presented = generate_sid_in_slot(60, int(time.time()), "dcesid", 5)
+    session = manager.open(presented)
+    await call(session.set("a", 1))
+    assert session.id != presented
+    assert not cluster.exists(f"dcesid:{presented}")
+    assert cluster.hget(f"dcesid:{session.id}", "a") == "1"
+
+
+async def test_login_moves_and_indexes(manager: Any, cluster: Any, call: Any) -> None:
+    session = manager.new()
+    await call(session.set("cart", [1]))
+    old = session.id
+    new = await call(session.login({"id": 42, "name": "x"}))
+    assert new != old
+    assert not cluster.exists(f"dcesid:{old}")
+    assert cluster.smembers("dceusmap:42") == {new}
+    assert cluster.ttl("dceusmap:42") == 604800
+    assert await call(manager.open(new).get("cart")) == [1]
+    again = await call(manager.open(new).login({"id": 43}))
+    assert cluster.smembers("dceusmap:42") == set()
+    assert cluster.smembers("dceusmap:43") == {again}
+
+
+async def test_regenerate_and_auto_login(manager: Any, cluster: Any, call: Any) -> None:
+    sid = await call(manager.new().login({"id": 7}))
+    session = manager.open(sid)
+    kept = await call(session.regenerate({"y": 2}))
+    assert cluster.exists(f"dcesid:{sid}")
+    assert cluster.smembers("dceusmap:7") == {sid, kept}
+    regenerated = await call(manager.open(kept).regenerate({"x": 1}, destroy_old=True))
+    assert not cluster.exists(f"dcesid:{kept}")
+    assert cluster.smembers("dceusmap:7") == {sid, regenerated}
+    assert await call(manager.open(sid).destroy())
+    auto = await call(manager.open(regenerated).auto_login())
+    assert cluster.smembers("dceusmap:7") == {auto}
+    assert await call(manager.open(auto).get("x")) == 1
+
+
+async def test_destroy_and_logout(manager: Any, cluster: Any, call: Any) -> None:
+    first = await call(manager.new().login({"id": 9}))
+    keep = manager.new()
+    await call(keep.set("cart", 1))
+    second = await call(keep.login({"id": 9}))
+    assert cluster.smembers("dceusmap:9") == {first, second}
+    assert await call(manager.open(first).destroy())
+    assert not cluster.exists(f"dcesid:{first}")
+    assert cluster.smembers("dceusmap:9") == {second}
+    assert await call(manager.open(second).logout())
+    assert cluster.smembers("dceusmap:9") == set()
+    assert cluster.exists(f"dcesid:{second}")
+
+
+async def test_try_renew_rotates(manager: Any, cluster: Any, call: Any) -> None:
+    now = int(time.time())
+    old = generate_sid_in_slot(60, now - 1000, "dcesid", 1234)
+    cluster.hset(f"dcesid:{old}", mapping={"$user": '{"id": 5}', "a": "1"})
+    cluster.expire(f"dcesid:{old}", 3600)
+    cluster.sadd("dceusmap:5", old)
+    session = manager.open(old)
+    assert await call(session.try_renew()) is True
+    assert session.id != old
+    assert key_slot(f"dcesid:{session.id}") == 1234
+    assert cluster.hget(f"dcesid:{old}", "$newid") == session.id
+    assert cluster.smembers("dceusmap:5") == {old, session.id}
+    assert await call(manager.open(session.id).get("a")) == 1
+
+
+async def test_index_operations_span_slots(manager: Any, cluster: Any, call: Any) -> None:
+    sids = [await call(manager.new().login({"id": 11})) for _ in range(12)]
+    assert len({key_slot(f"dcesid:{sid}") for sid in sids}) > 1
+    cluster.delete(f"dcesid:{sids[0]}")
+    cluster.sadd("dceusmap:11", "notasid")
+    assert sorted(await call(manager.sessions_of(11))) == sorted(sids[1:])
+    assert cluster.smembers("dceusmap:11") == set(sids[1:])
+    assert await call(manager.sync({"id": 11, "name": "new"})) == 11
+    assert await call(manager.open(sids[1]).user()) == {"id": 11, "name": "new"}
+    connection = manager.connect(sids[2], "10.0.0.5:8000", "1.2.3.4:5")
+    await call(connection.request().get("x"))
+    connections = await call(manager.connections_of(11))
+    assert connections == [(sids[2], "10.0.0.5:8000", "1.2.3.4:5")]
+    assert await call(manager.logout_everywhere(11)) == 11
+    assert not any(cluster.exists(f"dcesid:{sid}") for sid in sids)
+    assert cluster.smembers("dceusmap:11") == set()
