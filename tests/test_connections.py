@@ -127,7 +127,10 @@ async def test_request_with_a_carried_sid(make_manager: Any, call: Any) -> None:
     request = connection.request(carried.id)
     assert request.id == carried.id
     assert await call(request.get("who")) == "carried"
-    assert await call(connection.request().get("who")) == "carried"
+    assert connection.id == root.id  # carrying a sid does not re-root the connection
+    assert await call(connection.request().get("who")) == "root"
+    new_sid = await call(request.login({"id": 5}))
+    assert connection.id == new_sid  # its regeneration does
 
 
 async def test_request_with_an_unknown_sid_falls_back_to_a_fresh_session(

@@ -356,7 +356,6 @@ class ConnectionCore:
             session = session_type(self._manager, self.id if sid is None else sid, None)
         session._connection = self
         session._pending = self._binding()
-        self.id = session.id
         return session
 
     def _disconnect_flow(self) -> Flow[bool]:
@@ -384,7 +383,9 @@ class SessionCore:
         self._connection: ConnectionCore | None = None
         self._pending: list[str] = []
         self._stored = self._dead = self._touched = False
-        self._idle = 0  # seconds the stored session was idle when this object loaded it
+        # Seconds the stored session had been idle when this object first saw it,
+        # before anything touched it (the rotation judgment needs it).
+        self._idle: int | None = None
         self._fields: dict[str, str] | None
         if presented is not None and is_valid_sid(presented):
             sid = str(presented)
@@ -440,6 +441,12 @@ class SessionCore:
         """The session now lives under ``sid`` with these fields."""
         self._adopt(sid)
         self._fields, self._stored, self._touched, self._dead = field_map(flat), True, True, False
+        self._idle = 0
+
+    def _saw_remaining(self, remaining: int) -> None:
+        """The store reported the key's TTL before this object touched it."""
+        if self._idle is None and remaining >= 0:
+            self._idle = max(self._ttl_seconds() - remaining, 0)
 
     def _bound(self) -> None:
         """The connection binding in ``_pending`` has been written."""
@@ -462,7 +469,7 @@ class SessionCore:
                                 (*self._key_args(), int(touch), *self._manager.user_args()))
         if flat:
             self._fields, self._stored = field_map(flat[1:]), True
-            self._idle = max(self._ttl_seconds() - int(flat[0]), 0)
+            self._saw_remaining(int(flat[0]))
             self._touched = self._touched or touch
             if touch:
                 yield from self._manager.index_add_flow(
@@ -490,11 +497,12 @@ class SessionCore:
         return dict((yield from self._fields_flow(False)))
 
     def _touch_flow(self) -> Flow[bool]:
-        done = yield ScriptCall(_scripts.TOUCH, (self.key,),
-                                (*self._key_args(), *self._manager.user_args()))
+        remaining = int((yield ScriptCall(_scripts.TOUCH, (self.key,),
+                                          (*self._key_args(), *self._manager.user_args()))))
         self._touched = True
-        if int(done):
+        if remaining != -2:
             self._stored = True
+            self._saw_remaining(remaining)
             yield from self._manager.index_add_flow(
                 self._manager.uid_of(self._fields), self.id, self._ttl_seconds())
             return True
@@ -518,6 +526,8 @@ class SessionCore:
             int(wants_touch), int(self._fields is None),
             *manager.user_args(), len(pairs) // 2, *pairs, *deletions))
         status, deleted, exists = int(reply[0]), int(reply[1]), int(reply[2])
+        if status == 1:
+            self._saw_remaining(int(reply[3]))
         if status == 0:
             self._missing()
             raise self._destroyed()
@@ -525,7 +535,7 @@ class SessionCore:
             self._adopt(fallback)
             self.newborn = True
         if self._fields is None:
-            self._fields = field_map(reply[3:])
+            self._fields = field_map(reply[4:])
         else:
             self._fields.update(zip(pairs[::2], pairs[1::2], strict=True))
             for field in deletions:
@@ -576,7 +586,10 @@ class SessionCore:
                 uid = manager.uid_of(self._fields)
         existed = yield ScriptCall(_scripts.DESTROY, (self.key,),
                                    (self.id, manager.user_field, manager.script_prefix))
-        self._dead, self._stored, self._fields = True, False, {}
+        if int(existed) or self._stored:
+            self._dead, self._stored, self._fields = True, False, {}
+        else:
+            self._missing()  # never stored: nothing ended (an unknown sid settles as newborn)
         yield from manager.index_remove_flow(uid, self.id)
         return bool(int(existed))
 
@@ -611,7 +624,12 @@ class SessionCore:
         reply = yield ScriptCall(_scripts.RENEW, keys, (
             self.id, new_sid, ttl * 60, int(self._stored), int(destroy_old), int(needs_user),
             *manager.user_args(), manager.new_sid_field, len(pairs) // 2, *pairs, *removals))
-        status = int(reply[0])
+        status, old_existed = int(reply[0]), int(reply[1])
+        if self._fields is None and not old_existed and status != 0:
+            # The presented sid was unknown: never adopted, the session is newborn.
+            if status == 3:
+                self._missing()
+            self.newborn = True
         if manager.cluster:
             if status != 1:
                 yield from manager.index_remove_flow(new_uid, new_sid)
@@ -626,7 +644,7 @@ class SessionCore:
             self._adopt(new_sid)
             self._fields, self._stored = {}, False
         else:
-            self._moved_to(new_sid, reply[1:])
+            self._moved_to(new_sid, reply[2:])
             self._bound()
         return new_sid
 
@@ -667,6 +685,8 @@ class SessionCore:
         return (yield from self._renew_flow([], [], None, destroy_old=True, needs_user=True))
 
     def _logout_flow(self) -> Flow[bool]:
+        if self._dead:
+            raise self._destroyed()
         if self._fields is not None and not self._stored:
             return False
         manager = self._manager
@@ -679,6 +699,9 @@ class SessionCore:
                 uid = manager.uid_of(self._fields)
         was_in = yield ScriptCall(_scripts.LOGOUT, (self.key,),
                                   (self.id, manager.user_field, manager.script_prefix))
+        if int(was_in) == -1:
+            self._missing()
+            return False
         if self._fields is not None:
             self._fields.pop(manager.user_field, None)
         if int(was_in):
@@ -707,7 +730,7 @@ class SessionCore:
             decision = renew_decision(
                 policy.interval_seconds, policy.original_judgment_seconds,
                 policy.cloned_inactive_judgment_seconds, int(manager.clock()), self.created_at,
-                self._idle, successor_created, state, idle)
+                self._idle or 0, successor_created, state, idle)
             if decision == "keep":
                 return False
             if decision == "read_successor" and pointer is not None:

@@ -10,7 +10,9 @@
 --         'fallback': a presented sid not yet checked: write it when it
 --                     exists, else create the fallback key instead (no
 --                     adoption of unknown sids).
--- Reply   {status, deleted, exists}, then the fields (flat) when asked:
+-- Reply   {status, deleted, exists, ttl before}, then the fields (flat)
+--         when asked (ttl before: the written key's remaining TTL before
+--         this write touched it, -2 when it did not exist):
 --         status 0 = nothing written (destroyed), 1 = KEYS[1], 2 = KEYS[2];
 --         deleted = how many fields were removed; exists = 1 when the key
 --         written to exists afterwards.
@@ -23,12 +25,13 @@ local mode, sid, ttl, fallback_sid, fallback_ttl, wants_touch, wants_fields,
 local key, status = KEYS[1], 1
 local existed = redis.call('EXISTS', key) == 1
 if not existed then
-  if mode == 'existing' then return {0, 0, 0} end
+  if mode == 'existing' then return {0, 0, 0, -2} end
   if mode == 'fallback' then
     key, sid, ttl, status = KEYS[2], fallback_sid, fallback_ttl, 2
     existed = redis.call('EXISTS', key) == 1
   end
 end
+local before = redis.call('TTL', key)
 local set_end = 11 + 2 * pairs_count
 if pairs_count > 0 then
   redis.call('HSET', key, unpack(ARGV, 12, set_end))
@@ -45,7 +48,7 @@ if exists == 1 then
     redis.call('EXPIRE', key, ttl)
   end
 end
-local reply = {status, deleted, exists}
+local reply = {status, deleted, exists, before}
 if wants_fields == '1' then
   for _, item in ipairs(redis.call('HGETALL', key)) do reply[#reply + 1] = item end
 end
