@@ -30,6 +30,7 @@ endef
 define py_lint
 	ruff check python tests benches examples
 	mypy --strict python/dce_session
+	python -m mypy.stubtest dce_session._core
 endef
 
 .PHONY: setup
@@ -41,7 +42,7 @@ demo: setup ## Run examples/quickstart.py in the venv
 	$(PY) examples/quickstart.py
 
 .PHONY: lint
-lint: setup ## cargo fmt --check, clippy -D warnings, ruff check, mypy --strict
+lint: setup ## cargo fmt --check, clippy -D warnings, ruff check, mypy --strict, stubtest
 	$(rust_lint)
 	$(py_lint)
 

@@ -1,4 +1,19 @@
-"""Type stubs of the compiled Rust core (``dce_session._core``)."""
+"""Type stubs of the compiled Rust core (``dce_session._core``), checked by stubtest."""
+
+__all__ = [
+    "SID_MAX_LEN",
+    "SID_MIN_LEN",
+    "encode_fields",
+    "encode_value",
+    "generate_sid",
+    "generate_sid_in_slot",
+    "is_valid_sid",
+    "key_slot",
+    "parse_sid",
+    "renew_decision",
+    "session_key",
+    "user_key",
+]
 
 SID_MIN_LEN: int
 SID_MAX_LEN: int
