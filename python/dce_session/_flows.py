@@ -575,15 +575,20 @@ class SessionCore:
         self._stored = True
         return max(self._ttl_seconds() - remaining, 0)
 
+    def _cluster_uid_flow(self) -> Flow[str | None]:
+        """Cluster only: the uid whose index entry a removal must drop in a later
+        step (the index lies in another slot); reads the user when not loaded."""
+        manager = self._manager
+        if not manager.cluster:
+            return None
+        if self._fields is not None:
+            return manager.uid_of(self._fields)
+        user = yield Command(("HGET", self.key, manager.user_field))
+        return manager.uid_of(None if user is None else {manager.user_field: text(user)})
+
     def _destroy_flow(self) -> Flow[bool]:
         manager = self._manager
-        uid = None
-        if manager.cluster:  # the index entry goes in a step after the DEL
-            if self._fields is None:
-                user = yield Command(("HGET", self.key, manager.user_field))
-                uid = manager.uid_of(None if user is None else {manager.user_field: text(user)})
-            else:
-                uid = manager.uid_of(self._fields)
+        uid = yield from self._cluster_uid_flow()
         existed = yield ScriptCall(_scripts.DESTROY, (self.key,),
                                    (self.id, manager.user_field, manager.script_prefix))
         if int(existed) or self._stored:
@@ -690,13 +695,7 @@ class SessionCore:
         if self._fields is not None and not self._stored:
             return False
         manager = self._manager
-        uid = None
-        if manager.cluster:  # the index entry goes in a step after the HDEL
-            if self._fields is None:
-                user = yield Command(("HGET", self.key, manager.user_field))
-                uid = manager.uid_of(None if user is None else {manager.user_field: text(user)})
-            else:
-                uid = manager.uid_of(self._fields)
+        uid = yield from self._cluster_uid_flow()
         was_in = yield ScriptCall(_scripts.LOGOUT, (self.key,),
                                   (self.id, manager.user_field, manager.script_prefix))
         if int(was_in) == -1:
