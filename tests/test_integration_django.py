@@ -90,9 +90,8 @@ def project_settings(redis_url: str) -> dict[str, Any]:
         "ROOT_URLCONF": __name__,
         "INSTALLED_APPS": [],
         "DATABASES": {},
-        "MIDDLEWARE": ["django.contrib.sessions.middleware.SessionMiddleware"],
+        "MIDDLEWARE": ["dce_session.integrations.django.SessionMiddleware"],
         "SESSION_ENGINE": "dce_session.integrations.django",
-        "SESSION_COOKIE_SECURE": True,
         "DCE_SESSION": {"url": redis_url, "ttl_minutes": TTL_MINUTES},
     }
 
@@ -221,7 +220,7 @@ def test_constructing_a_store_does_no_io(store_cls: type[Any], commandstats: Any
 # -- the cookie -----------------------------------------------------------------------
 
 
-def test_first_write_sends_the_cookie_with_django_flags(client: Client,
+def test_first_write_sends_the_cookie_with_dce_flags(client: Client,
                                                          store: redis.Redis) -> None:
     response = client.get("/set/a/1")
     morsel = response.cookies[COOKIE]
@@ -252,7 +251,8 @@ def test_an_edit_writes_only_in_one_round_trip(client: Client, trips: RoundTrips
     trips.reset()
     response = client.get("/set/b/2")
     assert trips.commands == [b"EVALSHA", b"EVALSHA"]  # the load (with the touch), the update
-    sid = response.cookies[COOKIE].value
+    assert COOKIE not in response.cookies  # same sid: not re-sent
+    sid = client.cookies[COOKIE].value
     assert store.hgetall(key_of(sid)) == {"a": '"1"', "b": '"2"'}
 
 
@@ -273,7 +273,8 @@ def test_unknown_key_read_only_is_dropped(client: Client, store: redis.Redis) ->
     client.cookies[COOKIE] = generate_sid(TTL_MINUTES)
     response = client.get("/get/a")
     assert response.json() == {"value": None}
-    assert response.cookies[COOKIE].value == ""  # Django expires the useless cookie
+    assert response.cookies[COOKIE].value == ""  # the useless cookie is expired
+    assert response.cookies[COOKIE]["max-age"] == 0
     assert store.dbsize() == 0
 
 
@@ -296,9 +297,27 @@ def test_bookkeeping_cannot_be_assigned(store_cls: type[Any]) -> None:
     session = store_cls()
     with pytest.raises(KeyError, match="bookkeeping"):
         session["$user"] = {"id": 1}
-    session.update({"$user": {"id": 1}})  # past __setitem__: refused when written
+    with pytest.raises(KeyError, match="bookkeeping"):
+        session.update({"a": 1, "$user": {"id": 1}})
+    with pytest.raises(KeyError, match="bookkeeping"):
+        session.setdefault("$newid", "x")
+    assert dict(session.items()) == {}  # nothing got in
+    session._session_cache["$user"] = {"id": 1}  # past every guard: refused when written
     with pytest.raises(KeyError, match="bookkeeping"):
         session.save()
+
+
+async def test_bookkeeping_cannot_be_assigned_async(store_cls: type[Any]) -> None:
+    session = store_cls()
+    with pytest.raises(KeyError, match="bookkeeping"):
+        await session.aset("$user", {"id": 1})
+    with pytest.raises(KeyError, match="bookkeeping"):
+        await session.aupdate({"$client": 1})
+    with pytest.raises(KeyError, match="bookkeeping"):
+        await session.asetdefault("$server", 1)
+    await session.aupdate({"a": 1})
+    assert await session.asetdefault("a", 2) == 1
+    assert dict(session.items()) == {"a": 1}
 
 
 def test_values_are_json_fields_and_never_pickled(store_cls: type[Any],
@@ -428,6 +447,22 @@ def test_cycle_key_unread_session_needs_no_load(store_cls: type[Any], store: red
     assert store.exists(key_of(sid)) == 0
 
 
+def test_cycle_key_of_an_unknown_unread_sid_ignores_its_ttl(store_cls: type[Any],
+                                                            store: redis.Redis) -> None:
+    presented = generate_sid(5)  # a well-formed sid the store never saw, a client's ttl
+    session = store_cls(presented)
+    session.cycle_key()
+    sid = session.session_key
+    assert sid != presented
+    assert parse_sid(sid)[0] == TTL_MINUTES  # the configured ttl, not the client's
+    assert session.get_expiry_age() == TTL_MINUTES * 60
+    session["a"] = 1
+    session.save()
+    assert session.session_key == sid
+    assert store.hgetall(key_of(sid)) == {"a": "1"}
+    assert store.ttl(key_of(sid)) > 5 * 60
+
+
 def test_cycle_key_keeps_the_logged_in_user(store_cls: type[Any], store: redis.Redis) -> None:
     session = store_cls()
     session["a"] = 1
@@ -466,6 +501,46 @@ def test_clear_then_save_removes_what_was_stored(store_cls: type[Any],
     session["c"] = 3
     session.save()
     assert store.hgetall(key_of(sid)) == {"c": "3"}
+
+
+def test_cookie_secure_can_be_turned_off(client: Client, redis_url: str) -> None:
+    with override_settings(DCE_SESSION={"url": redis_url, "ttl_minutes": TTL_MINUTES,
+                                        "secure": False, "same_site": "Strict"}):
+        morsel = client.get("/set/a/1").cookies[COOKIE]
+    assert morsel["secure"] == ""
+    assert morsel["httponly"] is True
+    assert morsel["samesite"] == "Strict"
+
+
+def test_cookie_sent_only_when_the_sid_changes(client: Client, store: redis.Redis) -> None:
+    first = client.get("/set/a/1").cookies[COOKIE].value
+    for path_ in ("/set/a/2", "/set/b/3", "/get/a"):
+        response = client.get(path_)
+        assert COOKIE not in response.cookies, path_
+    assert store.hgetall(key_of(first)) == {"a": '"2"', "b": '"3"'}
+    cycled = client.get("/cycle").cookies[COOKIE]
+    assert cycled.value not in ("", first)
+    assert cycled["secure"] is True
+    assert int(cycled["max-age"]) == TTL_MINUTES * 60
+    assert COOKIE not in client.get("/set/c/4").cookies
+
+
+def test_save_every_request_does_not_resend_the_cookie(client: Client,
+                                                       store: redis.Redis) -> None:
+    sid = client.get("/set/a/1").cookies[COOKIE].value
+    with override_settings(SESSION_SAVE_EVERY_REQUEST=True):
+        response = client.get("/get/a")
+    assert response.json() == {"value": "1"}
+    assert COOKIE not in response.cookies
+    assert store.exists(key_of(sid)) == 1
+
+
+def test_malformed_cookie_is_expired_without_io(client: Client, commandstats: Any) -> None:
+    client.cookies[COOKIE] = "not-a-sid"
+    commandstats.snapshot()
+    response = client.get("/untouched")
+    assert response.cookies[COOKIE].value == ""
+    assert commandstats.delta() == {}
 
 
 # -- expiry -------------------------------------------------------------------------------

@@ -120,6 +120,12 @@ def build_app(manager: SessionManager, **options: Any) -> flask.Flask:
         session["a"] = 1
         return ""
 
+    @app.post("/permanence/<int:on>")
+    def permanence(on: int) -> str:
+        session.get("a")  # loaded: an unchanged value is then not rewritten
+        session.permanent = bool(on)
+        return ""
+
     return app
 
 
@@ -293,7 +299,13 @@ def test_a_forged_cookie_is_never_adopted(
     browser.set_cookie("session", presented)
     response = browser.get("/read/a")
     assert response.json == {"value": None}
-    assert set_cookie(response) is None  # nothing stored, nothing to send
+    expired = set_cookie(response)  # nothing stored under it: the cookie is expired
+    assert expired is not None
+    assert expired["value"] == ""
+    assert "1970" in expired["expires"]
+    assert browser.get_cookie("session") is None
+    assert store.keys("*") == []
+    browser.set_cookie("session", presented)
     response = browser.post("/set/a", json=1)
     cookie = set_cookie(response)
     assert cookie is not None
@@ -463,3 +475,56 @@ def test_session_transaction_of_the_test_client(app: flask.Flask, store: redis.R
         session.clear()
     assert browser.get_cookie("session") is None
     assert store.keys("*") == []
+
+
+def test_an_expired_session_read_expires_its_cookie(
+    app: flask.Flask, store: redis.Redis
+) -> None:
+    browser = app.test_client()
+    sid = start(browser, a=1)
+    store.delete(f"dcesid:{sid}")  # Redis' TTL ended it
+    response = browser.get("/read/a")
+    assert response.json == {"value": None}
+    cookie = set_cookie(response)
+    assert cookie is not None
+    assert cookie["value"] == ""
+    assert browser.get_cookie("session") is None
+    assert store.keys("*") == []
+    # a request that does not read the session still sends nothing
+    browser.set_cookie("session", sid)
+    assert set_cookie(browser.get("/nothing")) is None
+    assert held(browser) == sid
+
+
+def test_changing_permanence_resends_the_cookie(
+    manager: SessionManager, store: redis.Redis
+) -> None:
+    app = build_app(manager, config={"PERMANENT_SESSION_LIFETIME": timedelta(days=3)})
+    browser = app.test_client()
+    sid = start(browser, a=1)
+    cookie = set_cookie(browser.post("/permanence/1"))
+    assert cookie is not None
+    assert cookie["value"] == sid
+    assert "expires" in cookie
+    assert "1970" not in cookie["expires"]
+    assert store.hgetall(f"dcesid:{sid}") == {"a": "1", "_permanent": "true"}
+    assert set_cookie(browser.post("/permanence/1")) is None  # unchanged: nothing sent
+    cookie = set_cookie(browser.post("/permanence/0"))
+    assert cookie is not None
+    assert cookie["value"] == sid
+    assert "expires" not in cookie  # a browser-session cookie again
+    assert store.hgetall(f"dcesid:{sid}") == {"a": "1", "_permanent": "false"}
+
+
+def test_stored_fields_that_are_not_json_are_left_alone(
+    app: flask.Flask, store: redis.Redis
+) -> None:
+    browser = app.test_client()
+    sid = start(browser, a=1)
+    key = f"dcesid:{sid}"
+    store.hset(key, "legacy", "{not json")
+    assert browser.get("/keys").json == ["a"]
+    assert browser.get("/read/legacy").json == {"value": None}
+    assert browser.post("/del/a").status_code == 200
+    assert browser.post("/set/b", json=2).status_code == 200
+    assert store.hgetall(key) == {"legacy": "{not json", "b": "2"}

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -113,8 +112,21 @@ def build_app(manager: dce_session.asyncio.SessionManager, **options: Any) -> St
         return PlainTextResponse("ok")
 
     async def reserved(request: Request) -> Response:
-        request.session["$user"] = {"id": 1}
-        return PlainTextResponse("ok")
+        """Every way of putting a bookkeeping field in the mapping fails at once."""
+        session = request.session
+        attempts: list[Callable[[], object]] = [
+            lambda: session.__setitem__("$user", {"id": 1}),
+            lambda: session.update({"ok": 1, "$newid": "x"}),
+            lambda: session.update(ok=1, **{"$server": "x"}),
+            lambda: session.setdefault("$client", "x"),
+            lambda: session.__ior__({"$user": {"id": 1}}),
+        ]
+        refused = []
+        for attempt in attempts:
+            with pytest.raises(ValueError, match="bookkeeping") as error:
+                attempt()
+            refused.append(str(error.value).split("'")[1])
+        return JSONResponse({"refused": refused, "session": dict(session)})
 
     async def socket(websocket: WebSocket) -> None:
         await websocket.accept()
@@ -459,9 +471,11 @@ def test_bookkeeping_fields_are_not_session_values(web: TestClient, store: redis
     sid = new_sid(web.post("/login", json={"id": 5}))
     store.hset(f"dcesid:{sid}", mapping={"$newid": "x", "$server": "ws1", "$client": "c1"})
     assert web.get("/values").json() == {}
-    with pytest.raises(ValueError, match=re.escape("$user")):
-        web.post("/reserved")
+    response = web.post("/reserved")
+    assert response.json() == {
+        "refused": ["$user", "$newid", "$server", "$client", "$user"], "session": {}}
     assert json.loads(stored(store, sid)["$user"]) == {"id": 5}
+    assert stored(store, sid)["$newid"] == "x"
 
 
 def test_a_field_that_is_not_json_is_left_alone(web: TestClient, store: redis.Redis) -> None:
@@ -517,7 +531,10 @@ def test_a_websocket_without_a_session_writes_nothing(web: TestClient, round_tri
 
 
 def test_the_mapping_is_a_dict_whose_clear_ends_the_session() -> None:
-    mapping = SessionMapping(a=1)
+    assert SessionMapping({"$me"}, [("a", 1)], b=2) == {"a": 1, "b": 2}
+    with pytest.raises(ValueError, match="bookkeeping"):
+        SessionMapping({"$me"}, {"$me": 1})
+    mapping = SessionMapping((), a=1)
     assert isinstance(mapping, dict)
     assert (mapping.accessed, mapping.ended) == (False, False)
     mapping.mark_accessed()

@@ -3,17 +3,19 @@
 Settings::
 
     SESSION_ENGINE = "dce_session.integrations.django"
+    MIDDLEWARE = [
+        ...,
+        # INSTEAD of "django.contrib.sessions.middleware.SessionMiddleware":
+        "dce_session.integrations.django.SessionMiddleware",
+        ...,
+    ]
     DCE_SESSION = {
         "url": "redis://localhost:6379/0",   # or "client": a zero-argument callable
                                              # returning a blocking redis-py client
+        # the cookie: "secure" (default True; False for plain-HTTP development),
+        # "same_site" (default "Lax")
         # plus any SessionManager keyword: "ttl_minutes", "sid_name", ...
     }
-    # The cookie is written by Django's SessionMiddleware from Django's own
-    # settings. Django's defaults: SESSION_COOKIE_HTTPONLY = True,
-    # SESSION_COOKIE_SAMESITE = "Lax", but SESSION_COOKIE_SECURE = False --
-    # set it to True in production (HTTPS), as dce-session's other
-    # integrations do by default:
-    SESSION_COOKIE_SECURE = True
 
 Example (runnable: a throwaway Redis, settings made in code)::
 
@@ -67,9 +69,18 @@ How it maps Django's ``SessionBase`` contract onto dce-session:
   ``.login(user)``, ...); when one of its calls changes the sid,
   ``session_key`` follows and the middleware sends the new cookie.
 - ``clear_expired()`` does nothing: Redis expires the keys.
-- The cookie itself is Django's: its middleware re-sends it on every request
-  that modified the session (refreshing Max-Age), and on every request when
-  ``SESSION_SAVE_EVERY_REQUEST`` is set; it expires it after ``flush()``.
+- The cookie is written by ``dce_session.integrations.django.SessionMiddleware``
+  (a subclass of Django's, to use in ``MIDDLEWARE`` in its place): HttpOnly,
+  Secure unless ``DCE_SESSION["secure"]`` is False, SameSite from
+  ``DCE_SESSION["same_site"]`` (``"Lax"``); name, path, domain and Max-Age
+  from ``SESSION_COOKIE_NAME``/``_PATH``/``_DOMAIN`` and the session's ttl
+  (``SESSION_COOKIE_SECURE``/``_HTTPONLY``/``_SAMESITE`` are not used). It
+  saves a modified session as Django's does, but sends the cookie exactly
+  when the sid differs from the one presented (a new session, ``cycle_key()``,
+  a login, ``set_expiry()``), never merely because the session was modified,
+  and expires it when the session ended (``flush()``) or the presented key was
+  malformed or unknown. Django's own middleware would work too, without those
+  guarantees (no Secure by default, re-sent on every modifying request).
 
 The asynchronous ``a*`` methods of ``SessionBase`` run these in a thread
 (Django's default), ``acycle_key``/``aflush`` included.
@@ -80,23 +91,31 @@ from __future__ import annotations
 import json
 import math
 import threading
+import time
 from typing import Any, cast
 
 import redis
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.sessions.backends.base import CreateError, SessionBase, UpdateError
+from django.contrib.sessions.exceptions import SessionInterrupted
+from django.contrib.sessions.middleware import SessionMiddleware as DjangoSessionMiddleware
 from django.core.signals import setting_changed
+from django.http import HttpRequest, HttpResponse
+from django.utils.cache import patch_vary_headers
+from django.utils.http import http_date
 
 from dce_session.core import encode_value, is_valid_sid, parse_sid
 from dce_session.core import session_key as redis_key
 from dce_session.errors import ConfigError, SerializationError, SessionDestroyed
 from dce_session.session import Session, SessionManager
 
-__all__ = ["CreateError", "SessionStore", "UpdateError", "get_manager", "reset_manager"]
+__all__ = ["CreateError", "SessionMiddleware", "SessionStore", "UpdateError", "get_manager",
+           "reset_manager"]
 
 _EXPIRY = "_session_expiry"  # the key SessionBase.set_expiry() writes
 _MAX_TTL_MINUTES = 0xFFFF
+_COOKIE_OPTIONS = ("secure", "same_site")  # DCE_SESSION keys for the middleware's cookie
 
 _lock = threading.Lock()
 _manager: SessionManager | None = None
@@ -113,7 +132,7 @@ def _build() -> tuple[SessionManager, redis.Redis | None]:
     if not isinstance(config, dict):
         raise ConfigError('settings.DCE_SESSION must be a dict: {"url": "redis://..."} '
                           'or {"client": callable}, plus SessionManager keywords')
-    options = dict(config)
+    options = {k: v for k, v in config.items() if k not in _COOKIE_OPTIONS}
     url, factory = options.pop("url", None), options.pop("client", None)
     if (url is None) == (factory is None):
         raise ConfigError('settings.DCE_SESSION needs exactly one of "url" and "client"')
@@ -288,6 +307,26 @@ class SessionStore(SessionBase):
         _check({key: None})
         super().__setitem__(key, value)
 
+    def update(self, dict_: Any) -> None:  # type: ignore[override]  # Django's signature
+        _check(dict(dict_))
+        super().update(dict_)
+
+    def setdefault(self, key: str, value: Any) -> Any:  # type: ignore[override]  # Django's
+        _check({key: None})
+        return super().setdefault(key, value)
+
+    async def aset(self, key: str, value: Any) -> None:
+        _check({key: None})
+        await super().aset(key, value)
+
+    async def aupdate(self, dict_: Any) -> None:
+        _check(dict(dict_))
+        await super().aupdate(dict_)
+
+    async def asetdefault(self, key: str, value: Any) -> Any:
+        _check({key: None})
+        return await super().asetdefault(key, value)
+
     def clear(self) -> None:
         super().clear()
         self._cleared = True
@@ -385,6 +424,10 @@ class SessionStore(SessionBase):
             self._regenerate(changed, removed, self._wanted_ttl(changed, removed))
         except SessionDestroyed as error:
             raise UpdateError(str(error)) from error
+        if unread and self.dce.newborn and not self._made:
+            # The presented sid was unknown (nothing moved): never adopted, nor its ttl.
+            self.create()
+            return
         if unread:  # the regenerate brought the data back: no read of our own
             self._session_cache = self._exposed(self.dce)
 
@@ -422,3 +465,57 @@ class SessionStore(SessionBase):
     @classmethod
     def clear_expired(cls) -> None:
         """Nothing to do: Redis expires the session keys itself."""
+
+
+class SessionMiddleware(DjangoSessionMiddleware):
+    """Django's ``SessionMiddleware`` with dce-session's cookie rules (module docstring).
+
+    Saves a modified session as Django's does, but sends the cookie only when
+    the sid differs from the one presented, and expires it when the session
+    ended (``flush()``) or the presented key was malformed or unknown. The
+    cookie is HttpOnly, Secure unless ``DCE_SESSION["secure"]`` is False,
+    SameSite ``DCE_SESSION.get("same_site", "Lax")``; name, path, domain and
+    Max-Age (the session's ttl) come from Django's ``SESSION_COOKIE_*``.
+    """
+
+    def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        session: Any = getattr(request, "session", None)
+        try:
+            accessed, modified = session.accessed, session.modified
+        except AttributeError:
+            return response
+        name = settings.SESSION_COOKIE_NAME
+        presented = request.COOKIES.get(name)
+        saved = (modified or settings.SESSION_SAVE_EVERY_REQUEST) and not session.is_empty()
+        if saved and response.status_code < 500:  # as Django: no save on a 5xx
+            try:
+                session.save()
+            except UpdateError as error:
+                raise SessionInterrupted(
+                    "The request's session was deleted before the request completed. "
+                    "The user may have logged out in a concurrent request, for example."
+                ) from error
+        sid = session.session_key
+        config = getattr(settings, "DCE_SESSION", None)
+        config = config if isinstance(config, dict) else {}
+        same_site = config.get("same_site", "Lax")
+        changed = False
+        if sid is None:
+            if presented is not None:  # ended, or malformed/unknown: expire it
+                response.delete_cookie(name, path=settings.SESSION_COOKIE_PATH,
+                                       domain=settings.SESSION_COOKIE_DOMAIN,
+                                       samesite=same_site)
+                changed = True
+        elif sid != presented and (saved or modified):
+            max_age = None if session.get_expire_at_browser_close() \
+                else session.get_expiry_age()
+            response.set_cookie(
+                name, sid, max_age=max_age,
+                expires=None if max_age is None else http_date(time.time() + max_age),
+                domain=settings.SESSION_COOKIE_DOMAIN, path=settings.SESSION_COOKIE_PATH,
+                secure=bool(config.get("secure", True)), httponly=True,
+                samesite=same_site)
+            changed = True
+        if accessed or changed:
+            patch_vary_headers(response, ("Cookie",))
+        return response

@@ -48,8 +48,13 @@ Behaviour:
   rotation by ``try_renew()``) and expired when the session ends:
   ``session.clear()`` (the stored session is destroyed at the end of the
   request; keys set after ``clear()`` start a fresh session under a new sid)
-  or ``session.dce.destroy()``. A malformed or unknown sid in the cookie is
-  never adopted: the session gets a fresh sid.
+  or ``session.dce.destroy()``, or a presented sid, read this request, that
+  is not (or no longer) stored and to which nothing is written. A malformed or
+  unknown sid in the cookie is never adopted: the session gets a fresh sid.
+  Setting ``session.permanent`` to a new value re-sends the cookie (same sid)
+  with the matching expiry.
+* Stored fields whose value is not JSON (written by another program) are
+  left out of the mapping and never written or deleted.
 * The bookkeeping fields (``$user``, ``$newid``, ``$server``, ``$client`` or
   the manager's names for them) never appear in the mapping and cannot be
   assigned through it (``ValueError``); the user is ``session.dce.user()``.
@@ -76,7 +81,7 @@ from werkzeug.datastructures import CallbackDict
 
 from dce_session._flows import decode_value
 from dce_session.core import encode_value
-from dce_session.errors import ConfigError
+from dce_session.errors import ConfigError, SerializationError
 from dce_session.session import Session as DceSession
 from dce_session.session import SessionManager
 
@@ -131,8 +136,14 @@ class FlaskSession(CallbackDict[str, Any], SessionMixin):
         # `get` loads the hash and refreshes the TTL in one round trip (raw() never
         # touches); `raw` then reads the same snapshot.
         self.dce.get(self._manager.user_field)
-        values = {field: decode_value(raw) for field, raw in self.dce.raw().items()
-                  if field not in self._manager.bookkeeping}
+        values: dict[str, Any] = {}
+        for field, raw in self.dce.raw().items():
+            if field in self._manager.bookkeeping:
+                continue
+            try:
+                values[field] = decode_value(raw)
+            except SerializationError:
+                continue  # not JSON (another program's): neither shown, written nor deleted
         self._original = {field: encode_value(value) for field, value in values.items()}
         for field, value in values.items():
             if field not in self._assigned:
@@ -269,20 +280,24 @@ class FlaskSession(CallbackDict[str, Any], SessionMixin):
         removed = [key for key in self._original if not dict.__contains__(self, key)]
         return written, removed
 
-    def save(self) -> None:
-        """Destroy what ``clear()`` ended, then write the changes (nothing if none)."""
+    def save(self) -> set[str]:
+        """Destroy what ``clear()`` ended, then write the changes (nothing if none).
+
+        Returns the keys written or removed.
+        """
         for ended in self._doomed:
             if _maybe_stored(ended):
                 ended.destroy()
         self._doomed.clear()
         if self.dce.destroyed:  # destroyed through session.dce: nothing to write to
-            return
+            return set()
         written, removed = self.changes()
         if written or removed:
             self.dce.update(written, delete=removed)
         self._original = {key: encode_value(value) for key, value in dict.items(self)} \
             if self._loaded else self._original
         self._assigned.clear()
+        return {*written, *removed}
 
 
 class SessionInterface(_FlaskSessionInterface):
@@ -330,20 +345,23 @@ class SessionInterface(_FlaskSessionInterface):
         if not isinstance(session, FlaskSession):
             return
         ended = bool(session._doomed) or session.dce.destroyed
-        session.save()
+        # a session loaded this request (an unknown sid settles as newborn) or ended
+        looked_up = session._loaded or ended
+        # ``permanent`` is the ``_permanent`` key: its change changes the cookie's expiry
+        permanence_changed = "_permanent" in session.save()
         dce = session.dce
         name, domain, path = (self.get_cookie_name(app), self.get_cookie_domain(app),
                               self.get_cookie_path(app))
         httponly, partitioned = self.get_cookie_httponly(app), self.get_cookie_partitioned(app)
         if session.accessed:
             response.vary.add("Cookie")
-        if dce.stored and dce.id != session.presented:
+        if dce.stored and (dce.id != session.presented or permanence_changed):
             response.set_cookie(
                 name, dce.id, expires=self.get_expiration_time(app, session),
                 httponly=httponly, domain=domain, path=path, secure=self.secure,
                 partitioned=partitioned, samesite=self.same_site)
             response.vary.add("Cookie")
-        elif ended and session.presented is not None and not dce.stored:
+        elif looked_up and session.presented is not None and not dce.stored:
             response.delete_cookie(
                 name, domain=domain, path=path, secure=self.secure,
                 partitioned=partitioned, samesite=self.same_site, httponly=httponly)

@@ -76,7 +76,7 @@ rotation by ``try_renew``), and expired when the session ends:
 new session under a new sid), ``request.state.dce_session.destroy()``, or a
 presented sid that is no longer stored. The bookkeeping fields (``$user``,
 ``$newid``, ``$server``, ``$client``) never appear in the mapping; putting one
-there is a ``ValueError`` (use ``login``/``logout``).
+there raises ``ValueError`` at once (use ``login``/``logout``).
 
 Websockets: the session is loaded the same way at the handshake; changes to
 the mapping of a stored session are saved when the endpoint returns (no cookie
@@ -87,7 +87,7 @@ new sid reaches the browser only through a later http response).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 from starlette.datastructures import MutableHeaders
@@ -111,10 +111,44 @@ class SessionMapping(dict[str, Any]):
     A plain ``dict`` of the user's values; ``clear()`` also ends the session
     (it is destroyed when the response starts, and the cookie expired).
     ``accessed`` (set by Starlette's ``request.session``) adds ``Vary: Cookie``.
+    ``reserved`` are the names that cannot be keys (the manager's bookkeeping
+    fields): assigning one raises ``ValueError`` at once.
     """
 
     accessed = False
     ended = False
+
+    def __init__(self, reserved: Iterable[str] = (),
+                 values: Mapping[str, Any] | Iterable[tuple[str, Any]] = (), /,
+                 **kwargs: Any) -> None:
+        super().__init__()
+        self.reserved = frozenset(reserved)
+        self.update(values, **kwargs)
+
+    def _check(self, key: str) -> str:
+        if key in self.reserved:
+            raise ValueError(
+                f"{key!r} is a dce-session bookkeeping field, not a session value; "
+                "use request.state.dce_session (login, logout, ...)")
+        return key
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(self._check(key), value)
+
+    def update(  # type: ignore[override]  # same call shapes as dict.update
+        self, values: Mapping[str, Any] | Iterable[tuple[str, Any]] = (), /, **kwargs: Any
+    ) -> None:
+        pairs = {**dict(values), **kwargs}
+        for key in pairs:
+            self._check(key)
+        super().update(pairs)
+
+    def __ior__(self, other: Any) -> SessionMapping:  # type: ignore[override, misc]  # as update
+        self.update(other)
+        return self
+
+    def setdefault(self, key: str, default: Any = None, /) -> Any:
+        return super().setdefault(self._check(key), default)
 
     def mark_accessed(self) -> None:
         """Called by Starlette's ``request.session``."""
@@ -176,13 +210,13 @@ class SessionMiddleware:
         presented = HTTPConnection(scope).cookies.get(self.cookie_name) or None
         session = self.manager.open(presented)
         loaded: dict[str, str] = {}
-        mapping = SessionMapping()
+        mapping = SessionMapping(self.manager.bookkeeping)
         if not session.newborn:  # a well-formed sid: look it up (a malformed one is newborn)
             for field, raw in (await _load(session)).items():
                 if field in self.manager.bookkeeping:
                     continue
                 try:
-                    mapping[field] = decode_value(raw)
+                    dict.__setitem__(mapping, field, decode_value(raw))
                 except SerializationError:
                     continue  # not ours to read: neither shown nor written
                 loaded[field] = raw
@@ -231,11 +265,6 @@ class SessionMiddleware:
     def _changes(self, mapping: Mapping[str, Any],
                  loaded: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
         """``(fields to set, fields to delete)``: what differs from ``loaded``."""
-        reserved = self.manager.bookkeeping.intersection(mapping)
-        if reserved:
-            raise ValueError(
-                f"{sorted(reserved)} are dce-session bookkeeping fields, not session values; "
-                "use request.state.dce_session (login, logout, ...)")
         changed: dict[str, Any] = {}
         for field, value in mapping.items():
             encoded = encode_value(value)
