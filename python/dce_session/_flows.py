@@ -388,11 +388,9 @@ class SessionCore:
         self._idle: int | None = None
         self._fields: dict[str, str] | None
         if presented is not None and is_valid_sid(presented):
-            sid = str(presented)
-            self.ttl_minutes, self.created_at = parse_sid(sid)
-            if self.ttl_minutes:
+            self._adopt(str(presented))
+            if self.ttl_minutes:  # a ttl of 0 never lived: treated as malformed
                 self._fields, self.newborn = None, False
-                self._adopt(sid)
                 return
         self._become_newborn(manager.ttl_minutes if ttl_minutes is None else ttl_minutes)
 
