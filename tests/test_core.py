@@ -464,20 +464,6 @@ PUBLIC = {
         "ConfigError",
         "StoreError",
     },
-    "dce_session.asyncio": {  # the same names as the blocking front door
-        "SessionManager",
-        "Session",
-        "Connection",
-        "RenewPolicy",
-        "SessionError",
-        "InvalidSid",
-        "SessionDestroyed",
-        "NotLoggedIn",
-        "SerializationError",
-        "InvalidUser",
-        "ConfigError",
-        "StoreError",
-    },
     "dce_session.errors": {
         "SessionError",
         "InvalidSid",
@@ -496,6 +482,7 @@ PUBLIC = {
         "user_key",
     },
 }
+PUBLIC["dce_session.asyncio"] = PUBLIC["dce_session"]  # the same names in both front doors
 # Names a module may add beyond API.md (extend, don't rename).
 EXTRA = {
     "dce_session.core": {

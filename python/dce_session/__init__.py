@@ -6,31 +6,11 @@ Blocking API here, asyncio in :mod:`dce_session.asyncio`, the Rust core in
 
 from __future__ import annotations
 
+from dce_session import errors
 from dce_session._flows import RenewPolicy
-from dce_session.errors import (
-    ConfigError,
-    InvalidSid,
-    InvalidUser,
-    NotLoggedIn,
-    SerializationError,
-    SessionDestroyed,
-    SessionError,
-    StoreError,
-)
+from dce_session.errors import *  # noqa: F403  (each front door re-exports every error)
 from dce_session.session import Connection, Session, SessionManager
 
-__all__ = [
-    "ConfigError",
-    "Connection",
-    "InvalidSid",
-    "InvalidUser",
-    "NotLoggedIn",
-    "RenewPolicy",
-    "SerializationError",
-    "Session",
-    "SessionDestroyed",
-    "SessionError",
-    "SessionManager",
-    "StoreError",
-]
+__all__ = ["Connection", "RenewPolicy", "Session", "SessionManager"]
+__all__ += errors.__all__
 __version__ = "0.1.0"

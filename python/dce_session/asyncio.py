@@ -14,32 +14,13 @@ import redis.asyncio
 import redis.asyncio.cluster
 from redis.exceptions import NoScriptError, RedisError
 
+from dce_session import errors
 from dce_session._flows import Call, ConnectionCore, Flow, ManagerCore, RenewPolicy, SessionCore
-from dce_session.errors import (
-    ConfigError,
-    InvalidSid,
-    InvalidUser,
-    NotLoggedIn,
-    SerializationError,
-    SessionDestroyed,
-    SessionError,
-    StoreError,
-)
+from dce_session.errors import *  # noqa: F403  (each front door re-exports every error)
+from dce_session.errors import StoreError
 
-__all__ = [
-    "ConfigError",
-    "Connection",
-    "InvalidSid",
-    "InvalidUser",
-    "NotLoggedIn",
-    "RenewPolicy",
-    "SerializationError",
-    "Session",
-    "SessionDestroyed",
-    "SessionError",
-    "SessionManager",
-    "StoreError",
-]
+__all__ = ["Connection", "RenewPolicy", "Session", "SessionManager"]
+__all__ += errors.__all__
 
 T = TypeVar("T")
 
