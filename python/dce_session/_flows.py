@@ -49,10 +49,13 @@ class ScriptCall(NamedTuple):
     keys: tuple[str, ...]
     args: tuple[Arg, ...]
 
-    def wire(self) -> tuple[tuple[Arg, ...], tuple[Arg, ...] | None]:
-        """The command to send, and the one to send instead on NOSCRIPT."""
-        tail = (len(self.keys), *self.keys, *self.args)
-        return ("EVALSHA", self.script.sha, *tail), ("EVAL", self.script.source, *tail)
+    def wire(self) -> tuple[Arg, ...]:
+        """The command to send: EVALSHA."""
+        return ("EVALSHA", self.script.sha, len(self.keys), *self.keys, *self.args)
+
+    def fallback(self) -> tuple[Arg, ...] | None:
+        """The command to send instead on NOSCRIPT: EVAL with the source (built only then)."""
+        return ("EVAL", self.script.source, len(self.keys), *self.keys, *self.args)
 
 
 class Command(NamedTuple):
@@ -60,9 +63,13 @@ class Command(NamedTuple):
 
     args: tuple[Arg, ...]
 
-    def wire(self) -> tuple[tuple[Arg, ...], tuple[Arg, ...] | None]:
-        """The command to send (no fallback)."""
-        return self.args, None
+    def wire(self) -> tuple[Arg, ...]:
+        """The command to send."""
+        return self.args
+
+    def fallback(self) -> tuple[Arg, ...] | None:
+        """No fallback: a plain command's error is final."""
+        return None
 
 
 Call = ScriptCall | Command

@@ -26,11 +26,11 @@ T = TypeVar("T")
 
 
 async def _send(client: Any, call: Call) -> Any:
-    command, fallback = call.wire()
     try:
         try:
-            return await client.execute_command(*command)
+            return await client.execute_command(*call.wire())
         except NoScriptError:
+            fallback = call.fallback()
             if fallback is None:
                 raise
             return await client.execute_command(*fallback)

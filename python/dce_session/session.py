@@ -30,11 +30,11 @@ T = TypeVar("T")
 
 
 def _send(client: Any, call: Call) -> Any:
-    command, fallback = call.wire()
     try:
         try:
-            return client.execute_command(*command)
+            return client.execute_command(*call.wire())
         except NoScriptError:
+            fallback = call.fallback()
             if fallback is None:
                 raise
             return client.execute_command(*fallback)
