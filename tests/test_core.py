@@ -463,6 +463,8 @@ PUBLIC = {
         "InvalidUser",
         "ConfigError",
         "StoreError",
+        "ReservedField",
+        "InvalidField",
     },
     "dce_session.errors": {
         "SessionError",
@@ -473,6 +475,8 @@ PUBLIC = {
         "InvalidUser",
         "ConfigError",
         "StoreError",
+        "ReservedField",
+        "InvalidField",
     },
     "dce_session.core": {
         "generate_sid",

@@ -30,8 +30,10 @@ from dce_session._core import (
 )
 from dce_session.errors import (
     ConfigError,
+    InvalidField,
     InvalidUser,
     NotLoggedIn,
+    ReservedField,
     SerializationError,
     SessionDestroyed,
     StoreError,
@@ -102,10 +104,15 @@ def decode_value(raw: str) -> Any:
 
 
 def check_field(field: object) -> str:
-    """A field name, which must be a ``str``."""
+    """A field name: a ``str`` encodable as UTF-8 (a ``str`` subclass counts as its text)."""
     if not isinstance(field, str):
-        raise TypeError(f"field names are str, not {type(field).__name__}")
-    return field
+        raise InvalidField(f"field names are str, not {type(field).__name__}")
+    name = str.__str__(field)
+    try:
+        name.encode()
+    except UnicodeEncodeError as error:
+        raise InvalidField("a field name must be valid UTF-8 (it has a lone surrogate)") from error
+    return name
 
 
 def redact(sid: str) -> str:
@@ -225,6 +232,26 @@ class ManagerCore:
         self.renew = renew
         self.clock: Callable[[], float] = clock or time.time
         self.bookkeeping = frozenset(fields.values())
+
+    def writable(self, field: object) -> str:
+        """A field name a write may use: not one of the bookkeeping fields."""
+        name = check_field(field)
+        if name in self.bookkeeping:
+            raise ReservedField(f"{name!r} is a bookkeeping field: only login, rotation and "
+                                "connections write it; nothing was written")
+        return name
+
+    def value_pairs(self, mapping: object) -> list[str]:
+        """``[field, JSON, ...]`` of a mapping of values to write (fields checked)."""
+        try:
+            pairs = encode_fields(mapping)
+        except SerializationError:
+            raise
+        except TypeError as error:
+            raise InvalidField(str(error)) from error
+        for name in pairs[::2]:
+            self.writable(name)
+        return pairs
 
     def fresh_sid(self, ttl_minutes: int, near: str | None = None) -> str:
         """A new sid of ``ttl_minutes`` created now (by the manager's clock).
@@ -555,8 +582,8 @@ class SessionCore:
 
     def _set_flow(self, mapping: object, touch: bool,
                   deletions: Iterable[object] = ()) -> Flow[None]:
-        pairs = encode_fields(mapping)
-        removals = [check_field(field) for field in deletions]
+        pairs = self._manager.value_pairs(mapping)
+        removals = [self._manager.writable(field) for field in deletions]
         if pairs or removals:
             yield from self._write_flow(pairs, removals, touch)
 
@@ -565,12 +592,17 @@ class SessionCore:
         for field, value in mapping.items():
             if not isinstance(value, str):
                 raise SerializationError(f"load() takes str values, not {type(value).__name__}")
-            pairs += (check_field(field), value)
+            pairs += (self._manager.writable(field), value)
         if pairs:
             yield from self._write_flow(pairs, [], False)
 
     def _delete_flow(self, field: object, touch: bool) -> Flow[bool]:
-        return bool((yield from self._write_flow([], [check_field(field)], touch)))
+        return bool((yield from self._write_flow([], [self._manager.writable(field)], touch)))
+
+    def _data_flow(self) -> Flow[dict[str, Any]]:
+        fields = yield from self._fields_flow(True)
+        hidden = self._manager.bookkeeping
+        return {name: decode_value(raw) for name, raw in fields.items() if name not in hidden}
 
     def _ttl_passed_flow(self) -> Flow[int | None]:
         remaining = int((yield Command(("TTL", self.key))))
@@ -661,9 +693,10 @@ class SessionCore:
     def _regenerate_flow(self, changes: Mapping[str, Any] | None, destroy_old: bool,
                          ttl_minutes: int | None) -> Flow[str]:
         changes = dict(changes or {})
-        removals = [check_field(field) for field, value in changes.items() if value is None]
-        pairs = encode_fields({field: value for field, value in changes.items()
-                               if value is not None})
+        manager = self._manager
+        removals = [manager.writable(field) for field, value in changes.items() if value is None]
+        pairs = manager.value_pairs({field: value for field, value in changes.items()
+                                     if value is not None})
         return (yield from self._renew_flow(pairs, removals, ttl_minutes, destroy_old=destroy_old,
                                             needs_user=False))
 

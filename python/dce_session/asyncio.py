@@ -80,6 +80,9 @@ class Session(SessionCore):
     async def raw(self) -> dict[str, str]:
         return await self._run(self._raw_flow())
 
+    async def data(self) -> dict[str, Any]:
+        return await self._run(self._data_flow())
+
     async def load(self, mapping: Mapping[str, str]) -> None:
         await self._run(self._load_raw_flow(mapping))
 

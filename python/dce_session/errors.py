@@ -9,9 +9,9 @@ Every error the library raises on purpose is a :class:`SessionError`::
      ├── SerializationError  (also TypeError)   a value JSON cannot hold
      ├── InvalidUser         (also TypeError)   a user without an int id in [0, 2**64)
      ├── ConfigError         (also ValueError)  bad settings, or a missing one
+     ├── InvalidField        (also TypeError)   a field name that is not a str or not UTF-8
+     ├── ReservedField       (also ValueError)  a write naming a bookkeeping field ($user, ...)
      └── StoreError                             Redis failed; the redis-py error is __cause__
-
-A non-``str`` field name raises the built-in :class:`TypeError`.
 
 >>> from dce_session.errors import InvalidSid, SessionError
 >>> issubclass(InvalidSid, SessionError) and issubclass(InvalidSid, ValueError)
@@ -22,9 +22,11 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "InvalidField",
     "InvalidSid",
     "InvalidUser",
     "NotLoggedIn",
+    "ReservedField",
     "SerializationError",
     "SessionDestroyed",
     "SessionError",
@@ -58,6 +60,16 @@ class InvalidUser(SessionError, TypeError):
 
 class ConfigError(SessionError, ValueError):
     """A bad setting, or a call that needs a setting that was not given."""
+
+
+class InvalidField(SessionError, TypeError):
+    """A field name that is not a ``str``, or not encodable as UTF-8 (a lone surrogate)."""
+
+
+class ReservedField(SessionError, ValueError):
+    """A write (``set``, ``update``, ``delete``, ``load``, ``regenerate``) named a
+    bookkeeping field (``$user``, ``$newid``, ``$server``, ``$client`` as
+    configured); those belong to login, rotation and connections. Nothing was written."""
 
 
 class StoreError(SessionError):

@@ -96,6 +96,10 @@ class Session(SessionCore):
         """Every stored field, undecoded."""
         return self._run(self._raw_flow())
 
+    def data(self) -> dict[str, Any]:
+        """Every user value, JSON-decoded, bookkeeping fields left out; touches once."""
+        return self._run(self._data_flow())
+
     def load(self, mapping: Mapping[str, str]) -> None:
         """Write many undecoded fields (str values), without the touch."""
         self._run(self._load_raw_flow(mapping))
