@@ -34,12 +34,16 @@ FLOW_TARGET = 0.85
 BATCH = 200
 ASYNC_ROUNDS = 30
 TTL = 3600  # seconds: the default ttl of 60 minutes
-USER_ARGS = ("$user", "dceusmap", 604800)  # user field, user prefix, index TTL floor
+USER = {"id": 42, "name": "Zoë"}
+
+
+def _header(sid: str) -> tuple[Any, ...]:
+    """The ARGV header of every session script (``SessionState._header``)."""
+    return (sid, TTL, "dcesid", "$newid", 0, "$user", "id", "dceusmap", 604800)
 
 CART = [{"sku": f"SKU-{i}", "qty": i + 1, "price": 4.5} for i in range(5)]
 STORED = {
     "cart": CART,
-    "$user": {"id": 42, "name": "Zoë"},
     "locale": "de-AT",
 }
 
@@ -59,19 +63,19 @@ def _stored_session(client: redis.Redis) -> str:
     """A stored session (written by ours) to open; its sid."""
     session = dce_session.SessionManager(client).new()
     session.update(STORED)
-    return session.id
+    return session.login(USER)
 
 
 # -- the floor: bare redis-py ------------------------------------------------------
 
 def _open_args(sid: str) -> tuple[Any, ...]:
     """EVALSHA open.lua as ``SessionCore._load_flow`` sends it (touch=1)."""
-    return (_scripts.OPEN.sha, 1, f"dcesid:{sid}", sid, TTL, 1, *USER_ARGS)
+    return (_scripts.OPEN.sha, 1, f"dcesid:{sid}", *_header(sid), 1)
 
 
 def _pick(reply: list[Any], field: bytes) -> Any:
-    """The JSON value of ``field`` in an open.lua reply ``[ttl, f, v, ...]``."""
-    for i in range(1, len(reply), 2):
+    """The JSON value of ``field`` in an open.lua reply ``[state, ttl, sid, f, v, ...]``."""
+    for i in range(3, len(reply), 2):
         if reply[i] == field:
             return json.loads(reply[i + 1])
     return None
@@ -80,8 +84,8 @@ def _pick(reply: list[Any], field: bytes) -> Any:
 def _write_args(value: Any) -> tuple[Any, ...]:
     """EVALSHA write.lua as ``SessionCore._write_flow`` sends it for a newborn's set."""
     sid = generate_sid(60)
-    return (_scripts.WRITE.sha, 1, f"dcesid:{sid}", "create", sid, TTL, "", TTL, 1, 0,
-            *USER_ARGS, 1, "cart", _dumps(value))
+    return (_scripts.WRITE.sha, 1, f"dcesid:{sid}", *_header(sid), "create", "", TTL, 1, 0, "",
+            1, "cart", _dumps(value))
 
 
 def floor_open_get(client: redis.Redis, sid: str) -> Any:
@@ -92,7 +96,7 @@ def floor_new_set(client: redis.Redis) -> str:
     args = _write_args(CART)
     reply = client.evalsha(*args)
     assert reply[0] == 1
-    return args[4]  # type: ignore[no-any-return]
+    return args[3]  # type: ignore[no-any-return]
 
 
 async def afloor_open_get(client: redis.asyncio.Redis, sid: str) -> Any:
@@ -103,7 +107,7 @@ async def afloor_new_set(client: redis.asyncio.Redis) -> str:
     args = _write_args(CART)
     reply = await client.evalsha(*args)  # type: ignore[misc]
     assert reply[0] == 1
-    return args[4]  # type: ignore[no-any-return]
+    return args[3]  # type: ignore[no-any-return]
 
 
 # -- helpers -------------------------------------------------------------------------

@@ -224,7 +224,8 @@ async def test_try_renew_rotates(manager: Any, cluster: Any, call: Any) -> None:
     assert session.id != old
     assert key_slot(f"dcesid:{session.id}") == 1234
     assert cluster.hget(f"dcesid:{old}", "$newid") == session.id
-    assert cluster.smembers("dceusmap:5") == {old, session.id}
+    assert cluster.smembers("dceusmap:5") == {session.id}  # a rotated sid is no login
+    assert cluster.hgetall(f"dcesid:{old}") == {"$newid": session.id}
     assert await call(manager.open(session.id).get("a")) == 1
 
 

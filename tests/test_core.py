@@ -495,6 +495,8 @@ EXTRA = {
         "encode_value",
         "encode_fields",
         "renew_decision",
+        "RenewDecision",
+        "Stored",
     },
 }
 

@@ -11,7 +11,14 @@ from typing import Any
 
 import pytest
 from dce_session import RenewPolicy, _scripts
-from dce_session.core import generate_sid, parse_sid, renew_decision, session_key
+from dce_session.core import (
+    RenewDecision,
+    Stored,
+    generate_sid,
+    parse_sid,
+    renew_decision,
+    session_key,
+)
 from dce_session.errors import ConfigError, SessionDestroyed
 
 BASE = 1_700_000_000
@@ -124,16 +131,14 @@ async def test_due_sid_rotates(manager: Any, call: Any, now: list[int], round_tr
     session = manager.open(sid)
     round_trips.reset()
     assert await call(session.try_renew()) is True
-    assert round_trips.count == 2  # load, rotate
+    assert round_trips.count == 1  # load, judge and rotate in one script
     new = session.id
     assert new != sid
     assert parse_sid(new) == (60, now[0])
-    assert store.hget(key(sid), "$newid") == new
-    old = store.hgetall(key(sid))
-    assert sorted(old) == ["$newid", "a", "b"]
-    del old["$newid"]
-    assert store.hgetall(key(new)) == old
+    assert store.hgetall(key(sid)) == {"$newid": new}  # the old key keeps only the pointer
+    assert store.hgetall(key(new)) == {"a": "1", "b": "[1,2]"}
     assert 0 < store.ttl(key(new)) <= TTL
+    assert 0 < store.ttl(key(sid)) <= TTL
     assert await call(session.get("b")) == [1, 2]
     await call(session.set("c", 3))
     assert store.hget(key(new), "c") == "3"
@@ -200,9 +205,10 @@ async def test_after_grace_an_adopted_successor_kills_the_old_sid(
     round_trips.reset()
     with pytest.raises(SessionDestroyed):
         await call(late.try_renew())
-    assert round_trips.count == 3  # load, read successor, destroy
+    assert round_trips.count == 2  # load and judge, then destroy
     assert late.destroyed
-    assert not store.exists(key(sid))
+    assert store.hgetall(key(sid)) == {"$newid": ""}  # judged: refused for the grace period
+    assert 0 < store.ttl(key(sid)) <= GRACE
     assert store.hgetall(key(new)) == {"a": "1"}
 
 
@@ -242,7 +248,7 @@ async def test_only_the_immediate_predecessor_is_honoured(
     stale = manager.open(s0)
     with pytest.raises(SessionDestroyed):
         await call(stale.try_renew())
-    assert not store.exists(key(s0))
+    assert store.hgetall(key(s0)) == {"$newid": s1}  # dead by the chain, left to expire
     assert store.hgetall(key(s2)) == {"a": "1"}
 
 
@@ -305,15 +311,17 @@ async def test_concurrent_rotations_converge_on_one_sid(
 
 def test_renew_decision_smoke() -> None:
     policy = (INTERVAL, GRACE, INACTIVE)
-    assert renew_decision(*policy, 1599, 1000, 0) == "keep"
-    assert renew_decision(*policy, 10, 1000, 0) == "keep"  # clock behind the sid
-    assert renew_decision(*policy, 1600, 1000, 0) == "rotate"
-    assert renew_decision(*policy, 2000, 1000, 5, 1990) == "read_successor"
-    assert renew_decision(*policy, 2020, 1000, 300, 1900, "live", 0) == "follow"
-    assert renew_decision(*policy, 2021, 1000, 300, 1900, "live", 0) == "destroy"
-    assert renew_decision(*policy, 3000, 1000, 400, 1600, "live", 61) == "reissue"
-    assert renew_decision(*policy, 3000, 1000, 20, 1600, "live", 30) == "reissue"
-    assert renew_decision(*policy, 1650, 1000, 0, 1640, "superseded") == "destroy"
-    assert renew_decision(*policy, 1650, 1000, 0, 1640, "missing") == "reissue"
-    with pytest.raises(ConfigError):
-        renew_decision(*policy, 1650, 1000, 0, 1640, "bogus")
+    assert renew_decision(*policy, 1599, 1000) == RenewDecision.KEEP
+    assert renew_decision(*policy, 10, 1000) == "keep"  # clock behind the sid
+    assert renew_decision(*policy, 1600, 1000) == RenewDecision.ROTATE
+    assert renew_decision(*policy, 1600, 1000, stored=Stored.LIVE) == RenewDecision.ROTATE
+    assert renew_decision(*policy, 2000, 1000, stored=Stored.FORWARDING) == RenewDecision.FOLLOW
+    assert renew_decision(*policy, 3000, 1000, 400, Stored.SUPERSEDED, 10) == "destroy"
+    assert renew_decision(*policy, 3000, 1000, 400, Stored.SUPERSEDED, 61) == "reissue"
+    assert renew_decision(*policy, 3000, 1000, 20, Stored.SUPERSEDED, 30) == "reissue"
+    assert renew_decision(*policy, 1650, 1000, stored=Stored.ENDED) == RenewDecision.REFUSE
+    assert renew_decision(*policy, 1650, 1000, stored=Stored.GONE) == RenewDecision.NEWBORN
+    assert RenewDecision.KEEP != "rotate"
+    assert RenewDecision.KEEP != 0
+    with pytest.raises(TypeError):
+        renew_decision(*policy, 1650, 1000, 0, "bogus")  # type: ignore[arg-type]

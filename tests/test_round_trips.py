@@ -285,7 +285,7 @@ async def test_user_wide_operations_are_one_round_trip(make_manager: Any, call: 
     with meter():
         assert await call(manager.logout_everywhere(12)) == 49
     meter.assert_scripts(1)
-    assert store.dbsize() == 0
+    assert store.keys("dcesid:*") + store.keys("dceusmap:*") == []  # replay records aside
     with meter():
         assert await call(manager.sessions_of(12)) == []
         assert await call(manager.logout_everywhere(12)) == 0

@@ -61,10 +61,11 @@ async def test_destroying_a_never_stored_session_does_not_end_the_object(
 
 
 @pytest.mark.parametrize("first", ["set", "touch", "get"])
-async def test_rotation_judges_idle_time_from_before_the_first_operation(
+async def test_a_superseded_sid_reads_as_unknown_and_stays_judgeable(
         make_manager: Any, call: Any, store: Any, first: str) -> None:
-    """After the grace period, a client that moved on to the successor makes
-    the old sid fail, whichever operation the old sid's request does first."""
+    """SEMANTICS 3.2: past grace, a rotated sid used without try_renew reads as
+    unknown (newborn, no data) and changes nothing stored, so a later
+    try_renew on it still judges it (the client moved on: SessionDestroyed)."""
     now = [NOW]
     manager = make_manager(renew=RenewPolicy(), clock=lambda: now[0])
     session = manager.new()
@@ -76,11 +77,17 @@ async def test_rotation_judges_idle_time_from_before_the_first_operation(
     successor = rotating.id
     now[0] += 300  # past the 120 s grace
     store.expire(session_key("dcesid", successor), 3600 - 5)  # used 5 s ago
-    store.expire(session_key("dcesid", old), 3600 - 200)  # used 200 s ago
+    store.expire(session_key("dcesid", old), 3600 - 200)  # rotated 200 s ago
     late = manager.open(old)
     await call({"set": lambda: late.set("b", 2), "touch": late.touch,
                 "get": lambda: late.get("a")}[first]())
+    assert late.newborn
+    assert late.id not in (old, successor)
+    assert await call(late.get("a")) is None
+    assert store.hgetall(session_key("dcesid", successor)) == {"a": "1"}
+    assert store.ttl(session_key("dcesid", old)) <= 3600 - 200
+    judged = manager.open(old)
     with pytest.raises(SessionDestroyed):
-        await call(late.try_renew())
-    assert not store.exists(session_key("dcesid", old))
+        await call(judged.try_renew())
+    assert store.hgetall(session_key("dcesid", old)) == {"$newid": ""}  # judged: refused on
     assert store.exists(session_key("dcesid", successor))

@@ -1,8 +1,12 @@
 """Type stubs of the compiled Rust core (``dce_session._core``), checked by stubtest."""
 
+from typing import final
+
 __all__ = [
     "SID_MAX_LEN",
     "SID_MIN_LEN",
+    "RenewDecision",
+    "Stored",
     "encode_fields",
     "encode_value",
     "generate_sid",
@@ -27,14 +31,38 @@ def generate_sid_in_slot(ttl_minutes: int, created_at: int, prefix: str, slot: i
 def user_key(prefix: str, uid: object) -> str: ...
 def encode_value(value: object) -> str: ...
 def encode_fields(mapping: object) -> list[str]: ...
+@final
+class Stored:
+    LIVE: Stored
+    FORWARDING: Stored
+    SUPERSEDED: Stored
+    ENDED: Stored
+    GONE: Stored
+    def __eq__(self, value: object, /) -> bool: ...
+    def __hash__(self) -> int: ...
+    def __int__(self) -> int: ...
+
+@final
+class RenewDecision:
+    KEEP: RenewDecision
+    ROTATE: RenewDecision
+    FOLLOW: RenewDecision
+    DESTROY: RenewDecision
+    REISSUE: RenewDecision
+    REFUSE: RenewDecision
+    NEWBORN: RenewDecision
+    @property
+    def label(self) -> str: ...
+    def __eq__(self, value: object, /) -> bool: ...
+    def __hash__(self) -> int: ...
+
 def renew_decision(
     interval: int,
     grace: int,
     inactive: int,
     now: int,
     created_at: int,
-    idle: int,
-    successor_created: int | None = None,
-    successor_state: str | None = None,
+    idle: int = 0,
+    stored: Stored | None = None,
     successor_idle: int = 0,
-) -> str: ...
+) -> RenewDecision: ...

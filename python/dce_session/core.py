@@ -11,6 +11,18 @@ session API treats a malformed sid as absent.
 (60, 1700790272)
 >>> is_valid_sid("not a sid")
 False
+
+The rotation decision (``try_renew``), from the lifecycle state a script
+reported (SEMANTICS Part 3):
+
+>>> from dce_session.core import RenewDecision, Stored, renew_decision
+>>> renew_decision(600, 120, 60, now=2000, created_at=1000) == RenewDecision.ROTATE
+True
+>>> renew_decision(600, 120, 60, now=2000, created_at=1000, stored=Stored.FORWARDING)
+RenewDecision.FOLLOW
+>>> renew_decision(600, 120, 60, now=2000, created_at=1000, idle=300,
+...                stored=Stored.SUPERSEDED, successor_idle=10) == "destroy"
+True
 """
 
 from __future__ import annotations
@@ -18,6 +30,8 @@ from __future__ import annotations
 from dce_session._core import (
     SID_MAX_LEN,
     SID_MIN_LEN,
+    RenewDecision,
+    Stored,
     encode_fields,
     encode_value,
     generate_sid,
@@ -31,6 +45,8 @@ from dce_session._core import (
 __all__ = [
     "SID_MAX_LEN",
     "SID_MIN_LEN",
+    "RenewDecision",
+    "Stored",
     "encode_fields",
     "encode_value",
     "generate_sid",

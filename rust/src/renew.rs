@@ -1,86 +1,81 @@
-//! The rotation decision of self-regenerating sessions: a pure function of
-//! the times, the policy and what the store reported. The Lua scripts carry
-//! out the step chosen here, re-checking the state it was chosen on.
+//! The rotation decision of self-regenerating sessions (SEMANTICS Part 3): a
+//! pure function of the times, the policy and the lifecycle state the store
+//! reported for a presented sid. The Lua scripts carry out the step chosen
+//! here, re-checking the state it was chosen on.
 
 /// Rotation settings, in seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Policy {
     /// Age of a sid after which it is replaced.
     pub interval: u64,
-    /// Grace after a rotation during which the old sid is served by the new.
+    /// Grace after a rotation during which the old sid forwards to the new
+    /// (the scripts compare the successor's creation second with
+    /// `now - grace`: the grace is measured from the rotation).
     pub grace: u64,
-    /// Idle time under which a new session counts as adopted by the client.
+    /// Idle time under which a successor counts as adopted by the client.
     pub inactive: u64,
 }
 
-/// What the store said about the successor a rotated session points to.
+/// The lifecycle state of a presented session key, as a script found it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Successor {
-    /// Creation second carried by the successor's sid: the rotation moment.
-    pub created: u64,
-    /// `None` until the successor has been read; then whether it exists.
-    pub state: Option<SuccessorState>,
+pub enum Stored {
+    /// Stored and not rotated.
+    Live,
+    /// Rotated, its successor live and within grace: the operation acted on
+    /// the successor.
+    Forwarding,
+    /// Rotated, its successor live, grace over: a judgment is due. `idle` is
+    /// the old sid's idle seconds (since the rotation), `successor_idle` the
+    /// successor's (since its last use through its own sid).
+    Superseded { idle: u64, successor_idle: u64 },
+    /// Rotated into a successor that is gone or itself rotated, or judged:
+    /// the sid is dead for good.
+    Ended,
+    /// Nothing stored.
+    Gone,
 }
 
-/// The successor session as read from the store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SuccessorState {
-    /// Gone (expired or destroyed).
-    Missing,
-    /// Stored, and itself already rotated away.
-    Superseded,
-    /// Stored and current; idle seconds before this request touched it.
-    Live { idle: u64 },
-}
-
-/// The step to take.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The step `try_renew` takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Decision {
-    /// Younger than the interval: keep the sid (touch only).
+    /// Younger than the interval: keep the sid (load and touch only).
     Keep,
-    /// Due and never rotated: rotate into a new sid.
+    /// Due (or not known yet to be rotated): rotate in one script.
     Rotate,
-    /// Rotated before: read the successor, then decide again.
-    ReadSuccessor,
-    /// Within the grace period: serve the request from the successor.
+    /// In grace: the request is served by the successor, whose sid goes out.
     Follow,
-    /// The client has moved on (or the successor was replaced): destroy the
-    /// presented session and refuse it.
+    /// Past grace, the client adopted the successor: end the presented sid.
     Destroy,
-    /// The successor never reached the client: destroy it, rotate again.
+    /// Past grace, the successor never reached the client: move its data to
+    /// a fresh sid and point the presented sid there.
     Reissue,
+    /// The presented sid is dead (chain moved past it, or judged before).
+    Refuse,
+    /// Unknown to the store: a newborn session with a fresh sid.
+    Newborn,
 }
 
 /// Decide what `try_renew` does for a presented session created at
-/// `created` and idle `idle` seconds before this request, at time `now`.
-pub fn decide(
-    policy: Policy,
-    now: u64,
-    created: u64,
-    idle: u64,
-    successor: Option<Successor>,
-) -> Decision {
-    if now.saturating_sub(created) < policy.interval {
-        return Decision::Keep;
-    }
-    let Some(successor) = successor else {
-        return Decision::Rotate;
-    };
-    let Some(state) = successor.state else {
-        return Decision::ReadSuccessor;
-    };
-    let in_grace = now.saturating_sub(successor.created) <= policy.grace;
-    match state {
-        SuccessorState::Superseded => Decision::Destroy,
-        SuccessorState::Missing => Decision::Reissue,
-        SuccessorState::Live { .. } if in_grace => Decision::Follow,
-        SuccessorState::Live { idle: new_idle } => {
-            if new_idle <= policy.inactive && new_idle < idle {
+/// `created`, at time `now`, given what the store reported (`None`: nothing
+/// read yet).
+pub fn decide(policy: Policy, now: u64, created: u64, stored: Option<Stored>) -> Decision {
+    let due = now.saturating_sub(created) >= policy.interval;
+    match stored {
+        None | Some(Stored::Live) if due => Decision::Rotate,
+        None | Some(Stored::Live) => Decision::Keep,
+        Some(Stored::Forwarding) => Decision::Follow,
+        Some(Stored::Superseded {
+            idle,
+            successor_idle,
+        }) => {
+            if successor_idle <= policy.inactive && successor_idle < idle {
                 Decision::Destroy
             } else {
                 Decision::Reissue
             }
         }
+        Some(Stored::Ended) => Decision::Refuse,
+        Some(Stored::Gone) => Decision::Newborn,
     }
 }
 
@@ -94,82 +89,91 @@ mod tests {
         inactive: 60,
     };
 
-    fn successor(created: u64, state: Option<SuccessorState>) -> Option<Successor> {
-        Some(Successor { created, state })
+    fn superseded(idle: u64, successor_idle: u64) -> Option<Stored> {
+        Some(Stored::Superseded {
+            idle,
+            successor_idle,
+        })
     }
 
     #[test]
     fn young_sids_are_kept() {
-        assert_eq!(decide(POLICY, 1599, 1000, 0, None), Decision::Keep);
-        assert_eq!(decide(POLICY, 1600, 1000, 0, None), Decision::Rotate);
+        assert_eq!(decide(POLICY, 1599, 1000, None), Decision::Keep);
+        assert_eq!(
+            decide(POLICY, 1599, 1000, Some(Stored::Live)),
+            Decision::Keep
+        );
+    }
+
+    #[test]
+    fn due_sids_rotate_before_anything_is_read() {
+        assert_eq!(decide(POLICY, 1600, 1000, None), Decision::Rotate);
+        assert_eq!(
+            decide(POLICY, 9000, 1000, Some(Stored::Live)),
+            Decision::Rotate
+        );
     }
 
     #[test]
     fn a_clock_behind_the_sid_keeps_it() {
-        assert_eq!(decide(POLICY, 10, 1000, 0, None), Decision::Keep);
+        assert_eq!(decide(POLICY, 10, 1000, None), Decision::Keep);
     }
 
     #[test]
-    fn a_rotated_sid_reads_its_successor_first() {
+    fn forwarding_sids_follow_their_successor_whatever_their_age() {
         assert_eq!(
-            decide(POLICY, 2000, 1000, 5, successor(1990, None)),
-            Decision::ReadSuccessor
-        );
-    }
-
-    #[test]
-    fn grace_is_measured_from_the_rotation() {
-        // Rotated late (at 1900, not at 1600): still in grace at 2020.
-        let live = Some(SuccessorState::Live { idle: 0 });
-        assert_eq!(
-            decide(POLICY, 2020, 1000, 300, successor(1900, live)),
+            decide(POLICY, 1000, 1000, Some(Stored::Forwarding)),
             Decision::Follow
         );
         assert_eq!(
-            decide(POLICY, 2021, 1000, 300, successor(1900, live)),
-            Decision::Destroy
+            decide(POLICY, 9000, 1000, Some(Stored::Forwarding)),
+            Decision::Follow
         );
     }
 
     #[test]
-    fn after_grace_an_adopted_successor_kills_the_old_sid() {
-        let active = Some(SuccessorState::Live { idle: 10 });
+    fn after_grace_an_adopted_successor_ends_the_old_sid() {
         assert_eq!(
-            decide(POLICY, 3000, 1000, 400, successor(1600, active)),
+            decide(POLICY, 3000, 1000, superseded(400, 10)),
+            Decision::Destroy
+        );
+        assert_eq!(
+            decide(POLICY, 3000, 1000, superseded(400, 60)),
             Decision::Destroy
         );
     }
 
     #[test]
     fn after_grace_an_unused_successor_is_reissued() {
-        let stale = Some(SuccessorState::Live { idle: 61 });
         assert_eq!(
-            decide(POLICY, 3000, 1000, 400, successor(1600, stale)),
+            decide(POLICY, 3000, 1000, superseded(400, 61)),
             Decision::Reissue
         );
-        // Used recently, but the old sid was used even more recently.
-        let both = Some(SuccessorState::Live { idle: 30 });
+        // Never used through its own sid: as idle as the old one.
         assert_eq!(
-            decide(POLICY, 3000, 1000, 20, successor(1600, both)),
+            decide(POLICY, 3000, 1000, superseded(5, 5)),
+            Decision::Reissue
+        );
+        // Used, but the old sid was used even more recently.
+        assert_eq!(
+            decide(POLICY, 3000, 1000, superseded(20, 30)),
             Decision::Reissue
         );
     }
 
     #[test]
-    fn only_the_immediate_predecessor_is_honoured() {
-        let replaced = Some(SuccessorState::Superseded);
+    fn dead_sids_are_refused_and_unknown_ones_are_newborn() {
         assert_eq!(
-            decide(POLICY, 1650, 1000, 0, successor(1640, replaced)),
-            Decision::Destroy
+            decide(POLICY, 1000, 1000, Some(Stored::Ended)),
+            Decision::Refuse
         );
-    }
-
-    #[test]
-    fn a_vanished_successor_is_reissued() {
-        let gone = Some(SuccessorState::Missing);
         assert_eq!(
-            decide(POLICY, 1650, 1000, 0, successor(1640, gone)),
-            Decision::Reissue
+            decide(POLICY, 9000, 1000, Some(Stored::Ended)),
+            Decision::Refuse
+        );
+        assert_eq!(
+            decide(POLICY, 9000, 1000, Some(Stored::Gone)),
+            Decision::Newborn
         );
     }
 }

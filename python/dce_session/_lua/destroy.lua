@@ -1,5 +1,22 @@
 -- destroy: delete a session and its entry in its user's index.
 -- KEYS[1] session key
--- ARGV    sid, user field, user prefix
--- Reply   1 when the key existed, else 0.
-return destroy(KEYS[1], ARGV[1], ARGV[2], ARGV[3])
+-- ARGV    the session header (lib.lua), then the replay record key
+-- Reply   {state, destroyed (1|0), uid of the destroyed session's user or '',
+--         sid destroyed or ''}
+--         LIVE: destroyed; FORWARDING: the successor destroyed, and the
+--         presented key with it; other states: nothing to destroy.
+-- Keeps   the index entry goes in the same step; a replay returns the
+--         first execution's reply.
+local S = session_header()
+local record = ARGV[HEADER + 1]
+local earlier = replayed(record)
+if earlier then return cjson.decode(earlier) end
+local found = resolve(S)
+local at = found.at
+if not at then return {found.state, 0, '', ''} end
+local uid = user_id(redis.call('HGET', at.key, S.user) or nil, S.uid) or ''
+destroy(S, at)
+if found.state == FORWARDING then redis.call('DEL', S.key) end
+local reply = {found.state, 1, uid, at.sid}
+remember(record, cjson.encode(reply))
+return reply

@@ -3,5 +3,5 @@
 -- KEYS[1] user index key
 -- ARGV    sid, session ttl seconds, index TTL floor
 -- Reply   1
-index_add(KEYS[1], ARGV[1], ARGV[2], ARGV[3])
+index_add(KEYS[1], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]))
 return 1

@@ -1,10 +1,11 @@
 -- Helpers prepended to every script of dce-session (see _scripts.py).
 -- They never decode user values: a uid is read as the decimal text of the
--- top-level "id" member of the stored user JSON, so ids up to 2^64-1 keep
+-- top-level uid member of the stored user JSON, so ids up to 2^64-1 keep
 -- every digit (cjson would turn them into floats).
 
--- The decimal text of the top-level "id" of a JSON object, or nil.
-local function user_id(json)
+-- The decimal text of the top-level member `name` of a JSON object, or nil
+-- when it has none (or it is not a non-negative integer).
+local function user_id(json, name)
   if not json then return nil end
   local at, depth = 1, 0
   while true do
@@ -23,7 +24,7 @@ local function user_id(json)
           break
         end
       end
-      if depth == 1 and string.sub(json, hit + 1, close - 1) == 'id' then
+      if depth == 1 and string.sub(json, hit + 1, close - 1) == name then
         local digits = string.match(json, '^%s*:%s*(%d+)%s*[,}]', close + 1)
         if digits then return digits end
       end
@@ -35,55 +36,163 @@ local function user_id(json)
   end
 end
 
--- The user index key of a stored user JSON, or nil when it has no id. An
--- empty user_prefix means "leave the index alone": on a Redis Cluster the
--- index lies in another slot and the caller updates it in a step of its own.
-local function index_key(user_prefix, user_json)
-  if user_prefix == '' then return nil end
-  local uid = user_id(user_json)
-  if uid then return user_prefix .. ':' .. uid end
-  return nil
-end
-
--- Put sid in its user's index and keep the index alive at least as long as
--- the session (and never shorter than the mapping TTL floor).
-local function index_add(index, sid, ttl_seconds, floor_seconds)
-  redis.call('SADD', index, sid)
-  local want = math.max(tonumber(ttl_seconds), tonumber(floor_seconds))
-  if redis.call('TTL', index) < want then redis.call('EXPIRE', index, want) end
-end
-
--- EXPIRE a session; when logged in, keep its index entry and index alive.
--- Returns 1 when the key exists.
-local function touch(key, sid, ttl_seconds, user_field, user_prefix, floor_seconds)
-  if redis.call('EXPIRE', key, ttl_seconds) == 0 then return 0 end
-  local index = index_key(user_prefix, redis.call('HGET', key, user_field) or nil)
-  if index then index_add(index, sid, ttl_seconds, floor_seconds) end
-  return 1
-end
-
--- Remove a session key and its entry in its user's index. Returns 1 when
--- the key existed.
-local function destroy(key, sid, user_field, user_prefix)
-  local index = index_key(user_prefix, redis.call('HGET', key, user_field) or nil)
-  if index then redis.call('SREM', index, sid) end
-  return redis.call('DEL', key)
-end
-
--- Call fn(args, first, last) over a list in slices (Lua's unpack limit).
+-- Call fn(list, first, last) over a list in slices of 1000 (Lua's unpack
+-- stops near 8000 values).
 local function in_slices(fn, list)
   for first = 1, #list, 1000 do
     fn(list, first, math.min(first + 999, #list))
   end
 end
 
--- The live sids of one user's index, pruning the rest: a sid is live when
--- its key exists and still holds that user. Returns the live sids.
-local function live_sids(index, uid, session_prefix, user_field)
+local function hset_all(key, flat)
+  in_slices(function(list, first, last)
+    redis.call('HSET', key, unpack(list, first, last))
+  end, flat)
+end
+
+-- The header every session script's ARGV starts with (built by the flows'
+-- SessionCore._header): S.key is KEYS[1], the presented session.
+local HEADER = 9
+local function session_header()
+  return {
+    key = KEYS[1], sid = ARGV[1], ttl = tonumber(ARGV[2]), prefix = ARGV[3],
+    pointer = ARGV[4], since = tonumber(ARGV[5]), user = ARGV[6], uid = ARGV[7],
+    index = ARGV[8], floor = tonumber(ARGV[9]),
+  }
+end
+
+-- The user index key of a stored user JSON, or nil. An empty S.index means
+-- "leave the index alone": on a Redis Cluster the index lies in another
+-- slot and the caller updates it in a step of its own.
+local function index_key(S, user_json)
+  if S.index == '' or not user_json then return nil end
+  local uid = user_id(user_json, S.uid)
+  if uid then return S.index .. ':' .. uid end
+  return nil
+end
+
+-- Put sid in an index and keep the index alive at least as long as the
+-- session (never shorter than the mapping TTL floor); only writes the TTL
+-- when it would otherwise fall short.
+local function index_add(index, sid, ttl_seconds, floor_seconds)
+  redis.call('SADD', index, sid)
+  local want = math.max(ttl_seconds, floor_seconds)
+  if redis.call('TTL', index) < want then redis.call('EXPIRE', index, want) end
+end
+
+-- Lifecycle states (SEMANTICS Part 3), as replies report them; ROTATED and
+-- FALLBACK are outcomes of a write, reported with the key written to.
+local GONE, LIVE, FORWARDING, SUPERSEDED, ENDED, ROTATED, FALLBACK = 0, 1, 2, 3, 4, 5, 6
+
+local function is_sid(text)
+  return #text >= 76 and #text <= 84 and not string.find(text, '[^0-9A-Fa-f]')
+end
+
+-- The state of the presented key, one hop deep. Returns a table:
+-- state; at = {key, sid, ttl, remaining} of the session an operation acts
+-- on (LIVE: the key itself; FORWARDING: its successor; else nil);
+-- remaining = the presented key's TTL; pointer; successor (SUPERSEDED).
+local function resolve(S)
+  local remaining = redis.call('TTL', S.key)
+  if remaining == -2 then return {state = GONE, remaining = -2} end
+  local pointer = redis.call('HGET', S.key, S.pointer)
+  if not pointer then
+    return {state = LIVE, remaining = remaining,
+            at = {key = S.key, sid = S.sid, ttl = S.ttl, remaining = remaining}}
+  end
+  local found = {state = ENDED, remaining = remaining, pointer = pointer}
+  if not is_sid(pointer) then return found end
+  local key = S.prefix .. ':' .. pointer
+  local successor_remaining = redis.pcall('TTL', key)
+  if type(successor_remaining) ~= 'number' or successor_remaining == -2 then return found end
+  if redis.call('HEXISTS', key, S.pointer) == 1 then return found end
+  local successor = {key = key, sid = pointer, remaining = successor_remaining,
+                     ttl = tonumber(string.sub(pointer, 65, 68), 16) * 60}
+  if tonumber(string.sub(pointer, 69), 16) >= S.since then
+    found.state, found.at = FORWARDING, successor
+  else
+    found.state, found.successor = SUPERSEDED, successor
+  end
+  return found
+end
+
+-- EXPIRE a live session; when logged in, keep its index entry alive.
+local function touch(S, at, user_json)
+  redis.call('EXPIRE', at.key, at.ttl)
+  local index = index_key(S, user_json)
+  if index then index_add(index, at.sid, at.ttl, S.floor) end
+end
+
+-- Remove a live session and its entry in its user's index.
+local function destroy(S, at)
+  local index = index_key(S, redis.call('HGET', at.key, S.user) or nil)
+  if index then redis.call('SREM', index, at.sid) end
+  redis.call('DEL', at.key)
+end
+
+-- The reply of a load: {state, remaining, sid, fields...} for LIVE,
+-- FORWARDING and ROTATED (the session acted on); {SUPERSEDED, remaining,
+-- successor sid, successor remaining}; {GONE or ENDED, remaining}.
+local function found_reply(found, state)
+  local at = found.at
+  if at then
+    local reply = {state or found.state, at.remaining, at.sid}
+    for _, item in ipairs(redis.call('HGETALL', at.key)) do reply[#reply + 1] = item end
+    return reply
+  end
+  if found.successor then
+    return {found.state, found.remaining, found.successor.sid, found.successor.remaining}
+  end
+  return {found.state, found.remaining}
+end
+
+-- Move a live session's data under a fresh key: the old key keeps only
+-- the pointer, with the session TTL from now (never extended later).
+-- Returns the data (flat) and the user JSON.
+local function move(S, from, new_key, new_sid, new_ttl, old_key, old_ttl)
+  local flat, user = {}, nil
+  local data = redis.call('HGETALL', from.key)
+  for index = 1, #data, 2 do
+    if data[index] == S.user then user = data[index + 1] end
+    flat[#flat + 1] = data[index]
+    flat[#flat + 1] = data[index + 1]
+  end
+  hset_all(new_key, flat)
+  redis.call('EXPIRE', new_key, new_ttl)
+  local index = index_key(S, user)
+  if index then
+    redis.call('SREM', index, from.sid)
+    index_add(index, new_sid, new_ttl, S.floor)
+  end
+  if from.key ~= old_key then redis.call('DEL', from.key) end
+  redis.call('DEL', old_key)
+  redis.call('HSET', old_key, S.pointer, new_sid)
+  redis.call('EXPIRE', old_key, old_ttl)
+  return flat, user
+end
+
+-- A short-lived record of a script's result, so that a replay after a lost
+-- reply (redis-py Retry) returns the first execution's result. The record
+-- key is in the session's slot (hash tag) and lives `REPLAY_SECONDS`.
+local REPLAY_SECONDS = 60
+local function replayed(record)
+  if record == '' then return nil end
+  return redis.call('GET', record)
+end
+local function remember(record, result)
+  if record ~= '' then redis.call('SET', record, result, 'EX', REPLAY_SECONDS) end
+end
+
+-- The live sids of one user's index, pruning the rest (SEMANTICS 3.7): a
+-- member stays while its key exists, is not rotated, holds a user, and
+-- that user's uid is this one or cannot be read (another writer's user
+-- type). Returns the live sids.
+local function live_sids(index, uid, prefix, user_field, uid_field, pointer_field)
   local live, dead = {}, {}
   for _, sid in ipairs(redis.call('SMEMBERS', index)) do
-    local user = redis.call('HGET', session_prefix .. ':' .. sid, user_field)
-    if user and user_id(user) == uid then
+    local held = redis.call('HMGET', prefix .. ':' .. sid, user_field, pointer_field)
+    local stored_uid = held[1] and user_id(held[1], uid_field)
+    if held[1] and not held[2] and (stored_uid == nil or stored_uid == uid) then
       live[#live + 1] = sid
     else
       dead[#dead + 1] = sid

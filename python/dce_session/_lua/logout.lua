@@ -1,14 +1,23 @@
 -- logout: forget a session's user.
 -- KEYS[1] session key
--- ARGV    sid, user field, user prefix
--- Reply   1 when a user was logged in, 0 when not, -1 when the key does not
---         exist.
--- Keeps   the index entry and the user field go in one step.
-local key, sid, user_field, user_prefix = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
-if redis.call('EXISTS', key) == 0 then return -1 end
-local user = redis.call('HGET', key, user_field)
-if not user then return 0 end
-local index = index_key(user_prefix, user)
-if index then redis.call('SREM', index, sid) end
-redis.call('HDEL', key, user_field)
-return 1
+-- ARGV    the session header (lib.lua), then the replay record key
+-- Reply   {state, logged out (1|0), uid of the user that was logged in or
+--         '', sid acted on}: LIVE and FORWARDING (the successor) act;
+--         other states: nothing.
+-- Keeps   the index entry and the user field go in one step; a replay
+--         returns the first execution's reply.
+local S = session_header()
+local record = ARGV[HEADER + 1]
+local earlier = replayed(record)
+if earlier then return cjson.decode(earlier) end
+local found = resolve(S)
+local at = found.at
+if not at then return {found.state, 0, '', ''} end
+local user = redis.call('HGET', at.key, S.user)
+if not user then return {found.state, 0, '', at.sid} end
+local index = index_key(S, user)
+if index then redis.call('SREM', index, at.sid) end
+redis.call('HDEL', at.key, S.user)
+local reply = {found.state, 1, user_id(user, S.uid) or '', at.sid}
+remember(record, cjson.encode(reply))
+return reply

@@ -1,13 +1,19 @@
 -- logout_everywhere: destroy every live session of one user.
 -- KEYS[1] user index key
--- ARGV    uid (decimal), session prefix, user field
+-- ARGV    uid (decimal), session prefix, user field, uid field, pointer
+--         field, replay record key
 -- Reply   how many live sessions were destroyed.
--- Keeps   the sessions and the index go in one step.
-local sids = live_sids(KEYS[1], ARGV[1], ARGV[2], ARGV[3])
+-- Keeps   the sessions and the index go in one step (a rotated sid that
+--         forwarded to one of them is dead with it); a replay returns the
+--         first execution's count.
+local earlier = replayed(ARGV[6])
+if earlier then return tonumber(earlier) end
+local sids = live_sids(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
 in_slices(function(list, first, last)
   local keys = {}
   for index = first, last do keys[#keys + 1] = ARGV[2] .. ':' .. list[index] end
   redis.call('DEL', unpack(keys))
 end, sids)
 redis.call('DEL', KEYS[1])
+if #sids > 0 then remember(ARGV[6], #sids) end
 return #sids

@@ -1,16 +1,15 @@
--- open: the first store operation of a session a client presented.
+-- open: the first store operation of a session a client presented (a load).
 -- KEYS[1] session key
--- ARGV    sid, ttl seconds, touch (1|0), user field, user prefix, index TTL floor
--- Reply   {} when the key does not exist; else {remaining TTL seconds as it
---         was before any touch, field, value, field, value, ...}.
--- Keeps   a touch refreshes the key TTL and, when logged in, the user index
---         entry and its TTL in the same step.
-local key = KEYS[1]
-local sid, ttl, wants_touch, user_field, user_prefix, floor =
-  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-local fields = redis.call('HGETALL', key)
-if #fields == 0 then return fields end
-local reply = {redis.call('TTL', key)}
-if wants_touch == '1' then touch(key, sid, ttl, user_field, user_prefix, floor) end
-for _, item in ipairs(fields) do reply[#reply + 1] = item end
-return reply
+-- ARGV    the session header (lib.lua), then touch (1|0)
+-- Reply   found_reply (lib.lua): LIVE or FORWARDING with the remaining TTL
+--         (before any touch), the sid acted on and its fields; SUPERSEDED
+--         with both remaining TTLs; GONE or ENDED.
+-- Keeps   a touch refreshes a live key and its user index entry in the same
+--         step. A forwarded load reads the successor without touching it,
+--         and nothing extends a rotated key's TTL (SEMANTICS 3.1, 3.2).
+local S = session_header()
+local found = resolve(S)
+if found.state == LIVE and ARGV[HEADER + 1] == '1' then
+  touch(S, found.at, redis.call('HGET', S.key, S.user) or nil)
+end
+return found_reply(found)

@@ -1,10 +1,12 @@
 -- touch: refresh a session's TTL.
 -- KEYS[1] session key
--- ARGV    sid, ttl seconds, user field, user prefix, index TTL floor
--- Reply   the key's remaining TTL in seconds as it was before this touch
---         (so the caller learns how long the session was idle); -2 when the
---         key does not exist (nothing is created).
--- Keeps   a logged-in session's index entry and index TTL follow the touch.
-local before = redis.call('TTL', KEYS[1])
-if touch(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]) == 0 then return -2 end
-return before
+-- ARGV    the session header (lib.lua)
+-- Reply   {state, remaining TTL before this touch, sid acted on}: LIVE is
+--         touched (with its user index entry); FORWARDING reports its
+--         successor, not touched (its idle time tells the rotation judgment
+--         whether the client adopted it); any other state: nothing.
+local S = session_header()
+local found = resolve(S)
+if found.state == LIVE then touch(S, found.at, redis.call('HGET', S.key, S.user) or nil) end
+if found.at then return {found.state, found.at.remaining, found.at.sid} end
+return {found.state, found.remaining, ''}

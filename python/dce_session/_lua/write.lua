@@ -1,55 +1,61 @@
 -- write: set and delete fields of one session.
 -- KEYS[1] session key; KEYS[2] fallback key (only with mode 'fallback')
--- ARGV    mode, sid, ttl seconds, fallback sid, fallback ttl seconds,
---         touch (1|0), reply fields (1|0), user field, user prefix,
---         index TTL floor, n, then n field/value pairs to set, then the
+-- ARGV    the session header (lib.lua), then: mode, fallback sid, fallback
+--         ttl seconds, touch (1|0), reply fields (1|0), replay record key
+--         ('' for none), n, then n field/value pairs to set, then the
 --         fields to delete
---   mode  'existing': the key must exist, else nothing is written (the
---                     session was destroyed: no resurrection);
+--   mode  'existing': the session this object found or created: written
+--                     when LIVE, or in its successor when FORWARDING; else
+--                     nothing is written (no resurrection);
 --         'create':   a newborn session: create the key if missing;
---         'fallback': a presented sid not yet checked: write it when it
---                     exists, else create the fallback key instead (no
---                     adoption of unknown sids).
--- Reply   {status, deleted, exists, ttl before}, then the fields (flat)
---         when asked (ttl before: the written key's remaining TTL before
---         this write touched it, -2 when it did not exist):
---         status 0 = nothing written (destroyed), 1 = KEYS[1], 2 = KEYS[2];
---         deleted = how many fields were removed; exists = 1 when the key
---         written to exists afterwards.
+--         'fallback': a presented sid not yet checked: written as
+--                     'existing' when it is LIVE or FORWARDING, else the
+--                     fallback key is created instead (no adoption).
+-- Reply   {state, deleted, exists after, remaining before, sid written},
+--         then the fields (flat) when asked or forwarded. state: LIVE (written to
+--         KEYS[1]), FORWARDING (to the successor), FALLBACK (to KEYS[2]),
+--         or, nothing written, GONE / SUPERSEDED / ENDED.
 -- Keeps   a key this creates gets its TTL in the same step; values are
---         stored as the strings given.
-local mode, sid, ttl, fallback_sid, fallback_ttl, wants_touch, wants_fields,
-      user_field, user_prefix, floor, pairs_count =
-  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7],
-  ARGV[8], ARGV[9], ARGV[10], tonumber(ARGV[11])
-local key, status = KEYS[1], 1
-local existed = redis.call('EXISTS', key) == 1
-if not existed then
-  if mode == 'existing' then return {0, 0, 0, -2} end
+--         stored as the strings given, in slices (any number of fields); a
+--         forwarded write does not touch the successor; a replay returns
+--         the first execution's deleted count.
+local S = session_header()
+local mode, fallback_sid, fallback_ttl, wants_touch, wants_fields, record, pairs_count =
+  ARGV[HEADER + 1], ARGV[HEADER + 2], tonumber(ARGV[HEADER + 3]), ARGV[HEADER + 4],
+  ARGV[HEADER + 5], ARGV[HEADER + 6], tonumber(ARGV[HEADER + 7])
+local first = HEADER + 8
+local found = resolve(S)
+local at, state = found.at, found.state
+if not at then
+  if mode == 'existing' then return {state, 0, 0, -2, ''} end
   if mode == 'fallback' then
-    key, sid, ttl, status = KEYS[2], fallback_sid, fallback_ttl, 2
-    existed = redis.call('EXISTS', key) == 1
+    at, state = {key = KEYS[2], sid = fallback_sid, ttl = fallback_ttl,
+                 remaining = redis.call('TTL', KEYS[2])}, FALLBACK
+  else
+    at, state = {key = S.key, sid = S.sid, ttl = S.ttl, remaining = -2}, LIVE
   end
 end
-local before = redis.call('TTL', key)
-local set_end = 11 + 2 * pairs_count
-if pairs_count > 0 then
-  redis.call('HSET', key, unpack(ARGV, 12, set_end))
-end
+local set_end = first - 1 + 2 * pairs_count
+local sets, deletions = {}, {}
+for index = first, set_end do sets[#sets + 1] = ARGV[index] end
+for index = set_end + 1, #ARGV do deletions[#deletions + 1] = ARGV[index] end
+hset_all(at.key, sets)
 local deleted = 0
-if #ARGV > set_end then
-  deleted = redis.call('HDEL', key, unpack(ARGV, set_end + 1, #ARGV))
-end
-local exists = redis.call('EXISTS', key)
-if exists == 1 then
+in_slices(function(list, from, to)
+  deleted = deleted + redis.call('HDEL', at.key, unpack(list, from, to))
+end, deletions)
+local earlier = replayed(record)
+if earlier then deleted = tonumber(earlier) elseif deleted > 0 then remember(record, deleted) end
+local exists = redis.call('EXISTS', at.key)
+if exists == 1 and state ~= FORWARDING then
   if wants_touch == '1' then
-    touch(key, sid, ttl, user_field, user_prefix, floor)
-  elseif not existed then
-    redis.call('EXPIRE', key, ttl)
+    touch(S, at, redis.call('HGET', at.key, S.user) or nil)
+  elseif at.remaining == -2 then
+    redis.call('EXPIRE', at.key, at.ttl)
   end
 end
-local reply = {status, deleted, exists, before}
-if wants_fields == '1' then
-  for _, item in ipairs(redis.call('HGETALL', key)) do reply[#reply + 1] = item end
+local reply = {state, deleted, exists, at.remaining, at.sid}
+if wants_fields == '1' or state == FORWARDING then
+  for _, item in ipairs(redis.call('HGETALL', at.key)) do reply[#reply + 1] = item end
 end
 return reply

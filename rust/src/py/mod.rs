@@ -6,7 +6,7 @@ mod value;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyInt, PyString};
 
-use crate::renew::{self, Decision, Policy, Successor, SuccessorState};
+use crate::renew::{self, Decision, Policy};
 use crate::{keys, sid, Error};
 
 impl From<Error> for PyErr {
@@ -154,12 +154,99 @@ fn user_key(prefix: &str, uid: &Bound<'_, PyAny>) -> PyResult<String> {
     Ok(keys::user_key(prefix, value::uid(uid)?))
 }
 
-/// The rotation step for a presented session (see `renew::decide`): one of
-/// "keep", "rotate", "read_successor", "follow", "destroy", "reissue".
-/// `successor_state` is None (not read yet), "missing", "superseded" or
-/// "live" (then `successor_idle` is its idle seconds).
+/// The lifecycle state a script reported for a presented sid (SEMANTICS
+/// Part 3), as `renew_decision` takes it.
+#[pyclass(frozen, eq, hash, module = "dce_session._core")]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stored {
+    #[pyo3(name = "LIVE")]
+    Live,
+    #[pyo3(name = "FORWARDING")]
+    Forwarding,
+    #[pyo3(name = "SUPERSEDED")]
+    Superseded,
+    #[pyo3(name = "ENDED")]
+    Ended,
+    #[pyo3(name = "GONE")]
+    Gone,
+}
+
+/// The step `try_renew` takes (see `renew::Decision`). Compares equal to its
+/// lower-case name too (`RenewDecision.KEEP == "keep"`).
+#[pyclass(frozen, module = "dce_session._core")]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RenewDecision {
+    #[pyo3(name = "KEEP")]
+    Keep,
+    #[pyo3(name = "ROTATE")]
+    Rotate,
+    #[pyo3(name = "FOLLOW")]
+    Follow,
+    #[pyo3(name = "DESTROY")]
+    Destroy,
+    #[pyo3(name = "REISSUE")]
+    Reissue,
+    #[pyo3(name = "REFUSE")]
+    Refuse,
+    #[pyo3(name = "NEWBORN")]
+    Newborn,
+}
+
+impl From<Decision> for RenewDecision {
+    fn from(decision: Decision) -> Self {
+        match decision {
+            Decision::Keep => Self::Keep,
+            Decision::Rotate => Self::Rotate,
+            Decision::Follow => Self::Follow,
+            Decision::Destroy => Self::Destroy,
+            Decision::Reissue => Self::Reissue,
+            Decision::Refuse => Self::Refuse,
+            Decision::Newborn => Self::Newborn,
+        }
+    }
+}
+
+#[pymethods]
+impl RenewDecision {
+    /// The decision's lower-case name: "keep", "rotate", ...
+    #[getter]
+    fn label(&self) -> &'static str {
+        match self {
+            Self::Keep => "keep",
+            Self::Rotate => "rotate",
+            Self::Follow => "follow",
+            Self::Destroy => "destroy",
+            Self::Reissue => "reissue",
+            Self::Refuse => "refuse",
+            Self::Newborn => "newborn",
+        }
+    }
+
+    fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
+        if let Ok(decision) = other.cast::<RenewDecision>() {
+            *decision.get() == *self
+        } else if let Ok(text) = other.cast::<PyString>() {
+            text.to_str().is_ok_and(|text| text == self.label())
+        } else {
+            false
+        }
+    }
+
+    fn __hash__(&self) -> u64 {
+        *self as u64
+    }
+
+    fn __repr__(&self) -> String {
+        format!("RenewDecision.{}", self.label().to_uppercase())
+    }
+}
+
+/// The rotation step for a presented session created at `created_at`, at
+/// `now`, given the state a script reported (`None`: nothing read yet).
+/// For `Stored.SUPERSEDED`, `idle` is the old sid's idle seconds and
+/// `successor_idle` the successor's.
 #[pyfunction]
-#[pyo3(signature = (interval, grace, inactive, now, created_at, idle, successor_created=None, successor_state=None, successor_idle=0))]
+#[pyo3(signature = (interval, grace, inactive, now, created_at, idle=0, stored=None, successor_idle=0))]
 #[allow(clippy::too_many_arguments)] // a flat signature keeps the Python call cheap
 fn renew_decision(
     interval: u64,
@@ -168,35 +255,25 @@ fn renew_decision(
     now: u64,
     created_at: u64,
     idle: u64,
-    successor_created: Option<u64>,
-    successor_state: Option<&str>,
+    stored: Option<Stored>,
     successor_idle: u64,
-) -> Result<&'static str, Error> {
-    let state = match successor_state {
-        None => None,
-        Some("missing") => Some(SuccessorState::Missing),
-        Some("superseded") => Some(SuccessorState::Superseded),
-        Some("live") => Some(SuccessorState::Live {
-            idle: successor_idle,
-        }),
-        Some(other) => return Err(Error::Config(format!("unknown successor state {other:?}"))),
-    };
-    let successor = successor_created.map(|created| Successor { created, state });
+) -> RenewDecision {
+    let stored = stored.map(|stored| match stored {
+        Stored::Live => renew::Stored::Live,
+        Stored::Forwarding => renew::Stored::Forwarding,
+        Stored::Superseded => renew::Stored::Superseded {
+            idle,
+            successor_idle,
+        },
+        Stored::Ended => renew::Stored::Ended,
+        Stored::Gone => renew::Stored::Gone,
+    });
     let policy = Policy {
         interval,
         grace,
         inactive,
     };
-    Ok(
-        match renew::decide(policy, now, created_at, idle, successor) {
-            Decision::Keep => "keep",
-            Decision::Rotate => "rotate",
-            Decision::ReadSuccessor => "read_successor",
-            Decision::Follow => "follow",
-            Decision::Destroy => "destroy",
-            Decision::Reissue => "reissue",
-        },
-    )
+    renew::decide(policy, now, created_at, stored).into()
 }
 
 /// The `dce_session._core` module.
@@ -210,6 +287,8 @@ fn _core(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(generate_sid_in_slot, module)?)?;
     module.add_function(wrap_pyfunction!(user_key, module)?)?;
     module.add_function(wrap_pyfunction!(renew_decision, module)?)?;
+    module.add_class::<Stored>()?;
+    module.add_class::<RenewDecision>()?;
     module.add_function(wrap_pyfunction!(value::encode_value, module)?)?;
     module.add_function(wrap_pyfunction!(value::encode_fields, module)?)?;
     module.add("SID_MIN_LEN", sid::MIN_LEN)?;

@@ -1,0 +1,172 @@
+"""Basic sessions: load, read, write, touch, destroy (SEMANTICS Part 1 and 3).
+
+Every flow acts through the presented key's lifecycle state as its script
+found it: a live key, or the successor of a forwarding one (SEMANTICS 3.1);
+anything else reads as unknown (``State.PRESENTED`` becomes newborn) or, for
+an object that had found it stored, as ended.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from dce_session import _scripts
+from dce_session._core import session_key
+from dce_session._flows.calls import (
+    Command,
+    Flow,
+    Found,
+    Outcome,
+    Removed,
+    ScriptCall,
+    Touched,
+    Written,
+    decode_value,
+)
+from dce_session._flows.settings import check_field
+from dce_session._flows.state import SessionState, State
+from dce_session.errors import SerializationError
+
+_WRITE_MODE = {State.STORED: "existing", State.PRESENTED: "fallback", State.UNSTORED: "create"}
+
+
+class BasicFlows(SessionState):
+    """The flows of a basic session."""
+
+    __slots__ = ()
+
+    def _settle_found(self, found: Found, touch: bool, judging: bool = False) -> Flow[bool]:
+        """Settle this object on what a load found; True when a session was.
+        ``judging`` (try_renew): a rotated sid is left to the judgment."""
+        if not found.outcome.acted:
+            if not judging or found.outcome is Outcome.GONE:
+                self._absent()
+            return False
+        self._arrived(found.outcome, found.sid, found.fields)
+        if touch and found.outcome is Outcome.LIVE:
+            self._touched = True
+            yield from self._index_touched()
+        return True
+
+    def _load_flow(self, touch: bool, judging: bool = False) -> Flow[Found]:
+        found = Found.parse((yield ScriptCall(_scripts.OPEN, (self.key,),
+                                              (*self._header(), int(touch)))))
+        yield from self._settle_found(found, touch, judging)
+        return found
+
+    def _fields_flow(self, touch: bool) -> Flow[dict[str, str]]:
+        """The snapshot, loading it (one round trip) or touching once as needed."""
+        if self._pending:  # a connection's binding rides on its first request's first operation
+            yield from self._write_flow([], [], touch)
+        elif self._fields is None:
+            yield from self._load_flow(touch)
+        elif touch and self._state is State.STORED and not self._touched:
+            yield from self._touch_flow()
+        if self._fields is None:  # a touch forwarded to the successor: read it
+            yield from self._load_flow(False)
+        assert self._fields is not None
+        return self._fields
+
+    def _get_flow(self, field: object, default: Any, touch: bool) -> Flow[Any]:
+        name = check_field(field)
+        raw = (yield from self._fields_flow(touch)).get(name)
+        return default if raw is None else decode_value(raw)
+
+    def _raw_flow(self) -> Flow[dict[str, str]]:
+        return dict((yield from self._fields_flow(False)))
+
+    def _data_flow(self) -> Flow[dict[str, Any]]:
+        fields = yield from self._fields_flow(True)
+        hidden = self._manager.bookkeeping
+        return {name: decode_value(raw) for name, raw in fields.items() if name not in hidden}
+
+    def _touch_flow(self) -> Flow[bool]:
+        touched = Touched.parse((yield ScriptCall(_scripts.TOUCH, (self.key,), self._header())))
+        self._touched = True
+        if not touched.outcome.acted:
+            self._absent()
+            return False
+        forwarded = touched.sid != self.id
+        self._arrived(touched.outcome, touched.sid, None)
+        if forwarded:
+            self._fields = None  # the snapshot was the old sid's: reload on the next read
+        if touched.outcome is Outcome.LIVE:
+            yield from self._index_touched()
+        return True
+
+    def _write_flow(self, pairs: list[str], deletions: list[str], touch: bool,
+                    counted: bool = False) -> Flow[int]:
+        """HSET ``pairs`` and HDEL ``deletions`` in one step; how many were deleted
+        (``counted``: the caller returns that count, so a replay must see it)."""
+        self._check_alive()
+        pairs = self._pending + pairs
+        if self._state is State.UNSTORED and not pairs:
+            return 0  # nothing stored, nothing to delete
+        manager = self._manager
+        mode = _WRITE_MODE[self._state]
+        fallback = manager.fresh_sid(manager.ttl_minutes, self.key) if mode == "fallback" else ""
+        wants_touch = touch and not self._touched
+        asked = self._fields is None
+        record = manager.replay_record(self.key) if counted else ""
+        keys = (self.key, session_key(manager.sid_name, fallback)) if fallback else (self.key,)
+        written = Written.parse((yield ScriptCall(_scripts.WRITE, keys, (
+            *self._header(), mode, fallback, manager.ttl_minutes * 60, int(wants_touch),
+            int(asked), record, len(pairs) // 2, *pairs, *deletions))), asked)
+        if not written.outcome.acted:
+            self._end()
+            raise self._destroyed()
+        before = self._fields
+        self._arrived(written.outcome, written.sid, written.fields)
+        if written.fields is None and before is not None:
+            before.update(zip(pairs[::2], pairs[1::2], strict=True))
+            for field in deletions:
+                before.pop(field, None)
+        if not written.exists:
+            self._emptied()
+        self._touched = self._touched or touch or mode == "create" \
+            or written.outcome is Outcome.FALLBACK
+        self._bound()
+        if wants_touch and written.exists and written.outcome is not Outcome.FORWARDING:
+            yield from self._index_touched()
+        return written.deleted
+
+    def _set_flow(self, mapping: object, touch: bool,
+                  deletions: Iterable[object] = ()) -> Flow[None]:
+        pairs = self._manager.value_pairs(mapping)
+        removals = [self._manager.writable(field) for field in deletions]
+        if pairs or removals:
+            yield from self._write_flow(pairs, removals, touch)
+
+    def _load_raw_flow(self, mapping: Mapping[str, str]) -> Flow[None]:
+        pairs: list[str] = []
+        for field, value in mapping.items():
+            if not isinstance(value, str):
+                raise SerializationError(f"load() takes str values, not {type(value).__name__}")
+            pairs += (self._manager.writable(field), value)
+        if pairs:
+            yield from self._write_flow(pairs, [], False)
+
+    def _delete_flow(self, field: object, touch: bool) -> Flow[bool]:
+        return bool((yield from self._write_flow([], [self._manager.writable(field)], touch,
+                                                 counted=True)))
+
+    def _ttl_passed_flow(self) -> Flow[int | None]:
+        remaining = int((yield Command(("TTL", self.key))))
+        if remaining < 0:
+            self._absent()
+            return None
+        if self._state is State.PRESENTED:
+            self._state = State.STORED
+        return max(self._ttl_seconds() - remaining, 0)
+
+    def _destroy_flow(self) -> Flow[bool]:
+        removed = Removed.parse((yield ScriptCall(
+            _scripts.DESTROY, (self.key,),
+            (*self._header(), self._manager.replay_record(self.key)))))
+        if removed.done:
+            self._end()
+            yield from self._manager.index.removed(removed.uid, removed.sid or self.id)
+        else:
+            self._absent()  # never stored: nothing ended (an unknown sid settles as newborn)
+        return removed.done

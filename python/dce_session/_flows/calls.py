@@ -1,0 +1,243 @@
+"""What a flow yields (one Redis round trip each) and what the replies mean.
+
+A flow yields a :class:`ScriptCall` or a :class:`Command` and receives the
+raw reply; each script's reply is decoded in exactly one place, the
+``parse`` of the named type below its script (the Lua headers in ``_lua/``
+state the same layout). Reply states are :class:`Outcome` values, the codes
+``lib.lua`` defines.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Generator
+from typing import Any, NamedTuple, TypeVar
+
+from dce_session import _scripts
+from dce_session._core import Stored
+from dce_session.errors import SerializationError
+
+T = TypeVar("T")
+Arg = str | int
+
+
+class ScriptCall(NamedTuple):
+    """Run a Lua script: one round trip."""
+
+    script: _scripts.Script
+    keys: tuple[str, ...]
+    args: tuple[Arg, ...]
+
+    def wire(self) -> tuple[Arg, ...]:
+        """The command to send: EVALSHA."""
+        return ("EVALSHA", self.script.sha, len(self.keys), *self.keys, *self.args)
+
+    def fallback(self) -> tuple[Arg, ...] | None:
+        """The command to send instead on NOSCRIPT: EVAL with the source (built only then)."""
+        return ("EVAL", self.script.source, len(self.keys), *self.keys, *self.args)
+
+
+class Command(NamedTuple):
+    """Send one plain Redis command: one round trip."""
+
+    args: tuple[Arg, ...]
+
+    def wire(self) -> tuple[Arg, ...]:
+        """The command to send."""
+        return self.args
+
+    def fallback(self) -> tuple[Arg, ...] | None:
+        """No fallback: a plain command's error is final."""
+        return None
+
+
+Call = ScriptCall | Command
+Flow = Generator[Call, Any, T]
+
+
+def text(reply: Any) -> str:
+    """A reply item as ``str``, whatever the client's ``decode_responses``."""
+    return reply.decode() if isinstance(reply, bytes) else str(reply)
+
+
+def field_map(flat: list[Any]) -> dict[str, str]:
+    """``[field, value, ...]`` as a dict of str."""
+    return {text(flat[i]): text(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)  # built once: it is on every get
+
+
+def decode_value(raw: str) -> Any:
+    """A stored JSON text as a Python value; ``SerializationError`` if not JSON."""
+    try:
+        return _DECODER.decode(raw)
+    except (ValueError, RecursionError) as error:
+        raise SerializationError(f"a stored value is not JSON (or nests too deep): {error}") \
+            from error
+
+
+class Outcome(enum.IntEnum):
+    """The lifecycle state a script found a presented key in (``lib.lua``), or
+    what a write did. SEMANTICS Part 3: live, forwarding, superseded, gone;
+    ENDED is a rotated sid that is dead (its successor gone or rotated, or
+    judged)."""
+
+    GONE = 0
+    LIVE = 1
+    FORWARDING = 2
+    SUPERSEDED = 3
+    ENDED = 4
+    ROTATED = 5  # a rotation (or reissue) ran: the reply is the new session
+    FALLBACK = 6  # a write created the fallback key (the presented sid was unknown)
+
+    @property
+    def acted(self) -> bool:
+        """The reply names a session that exists and was acted on."""
+        return self in (Outcome.LIVE, Outcome.FORWARDING, Outcome.ROTATED, Outcome.FALLBACK)
+
+    @property
+    def stored(self) -> Stored:
+        """The state as the rotation decision (Rust) takes it."""
+        return _STORED[self]
+
+
+_STORED = {Outcome.GONE: Stored.GONE, Outcome.LIVE: Stored.LIVE,
+           Outcome.FORWARDING: Stored.FORWARDING, Outcome.SUPERSEDED: Stored.SUPERSEDED,
+           Outcome.ENDED: Stored.ENDED, Outcome.ROTATED: Stored.LIVE,
+           Outcome.FALLBACK: Stored.GONE}
+
+
+def _uid(item: Any) -> str | None:
+    return text(item) or None
+
+
+# -- OPEN, ROTATE, JUDGE: lib.lua found_reply ------------------------------------
+
+
+class Found(NamedTuple):
+    """``open`` / ``rotate`` / ``judge``: the state of the presented key and,
+    when one was acted on, the session (sid, fields). For SUPERSEDED:
+    ``sid`` is the successor and both remaining TTLs are given."""
+
+    outcome: Outcome
+    remaining: int
+    sid: str | None = None
+    fields: dict[str, str] | None = None
+    successor_remaining: int = -2
+
+    @classmethod
+    def parse(cls, reply: list[Any]) -> Found:
+        outcome = Outcome(int(reply[0]))
+        if outcome.acted:
+            return cls(outcome, int(reply[1]), text(reply[2]), field_map(reply[3:]))
+        if outcome is Outcome.SUPERSEDED:
+            return cls(outcome, int(reply[1]), text(reply[2]), None, int(reply[3]))
+        return cls(outcome, int(reply[1]))
+
+
+# -- TOUCH ---------------------------------------------------------------------------
+
+
+class Touched(NamedTuple):
+    """``touch``: the state, the remaining TTL before the touch, the sid acted on."""
+
+    outcome: Outcome
+    remaining: int
+    sid: str | None
+
+    @classmethod
+    def parse(cls, reply: list[Any]) -> Touched:
+        return cls(Outcome(int(reply[0])), int(reply[1]), text(reply[2]) or None)
+
+
+# -- WRITE ---------------------------------------------------------------------------
+
+
+class Written(NamedTuple):
+    """``write``: where it went (LIVE, FORWARDING, FALLBACK; else nothing was
+    written), fields deleted, whether the key exists after, its TTL before,
+    the sid written, and its fields when asked (always when forwarded)."""
+
+    outcome: Outcome
+    deleted: int
+    exists: bool
+    remaining: int
+    sid: str | None
+    fields: dict[str, str] | None
+
+    @classmethod
+    def parse(cls, reply: list[Any], asked: bool) -> Written:
+        outcome = Outcome(int(reply[0]))
+        with_fields = asked or outcome is Outcome.FORWARDING
+        return cls(outcome, int(reply[1]), bool(int(reply[2])), int(reply[3]),
+                   text(reply[4]) or None, field_map(reply[5:]) if with_fields else None)
+
+
+# -- DESTROY, LOGOUT -----------------------------------------------------------------
+
+
+class Removed(NamedTuple):
+    """``destroy`` / ``logout``: the state, whether it acted (destroyed / logged
+    out), the uid whose index entry went, and the sid acted on."""
+
+    outcome: Outcome
+    done: bool
+    uid: str | None
+    sid: str | None
+
+    @classmethod
+    def parse(cls, reply: list[Any]) -> Removed:
+        return cls(Outcome(int(reply[0])), bool(int(reply[1])), _uid(reply[2]),
+                   text(reply[3]) or None)
+
+
+# -- RENEW ---------------------------------------------------------------------------
+
+
+class RenewStatus(enum.IntEnum):
+    """What ``renew`` did."""
+
+    REQUIRED_GONE = 0  # the session had to exist and does not: nothing written
+    WRITTEN = 1
+    NOTHING_TO_WRITE = 2
+    NO_USER = 3  # auto_login without a user: nothing written
+
+
+class Renewed(NamedTuple):
+    """``renew``: its status, the state of the presented key, the uid and sid of
+    the old session acted on, and the new session's fields when written."""
+
+    status: RenewStatus
+    outcome: Outcome
+    old_uid: str | None
+    old_sid: str | None
+    fields: dict[str, str]
+
+    @classmethod
+    def parse(cls, reply: list[Any]) -> Renewed:
+        return cls(RenewStatus(int(reply[0])), Outcome(int(reply[1])), _uid(reply[2]),
+                   text(reply[3]) or None, field_map(reply[4:]))
+
+
+# -- EACH_SESSION (cluster index steps) ---------------------------------------------
+
+
+class Checked(NamedTuple):
+    """``each_session``: whether the session is a live one of that uid, and its
+    connection binding (server, client) for the 'connections' action."""
+
+    live: bool
+    server: str | None
+    client: str | None
+
+    @classmethod
+    def parse(cls, reply: list[Any]) -> Checked:
+        bound = [None if item is None else text(item) for item in reply[1:3]]
+        bound += [None] * (2 - len(bound))
+        return cls(bool(int(reply[0])), bound[0], bound[1])

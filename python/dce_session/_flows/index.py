@@ -1,0 +1,134 @@
+"""The user index (``dceusmap:<uid>``): its upkeep steps and the manager-wide
+flows over it (sessions_of, sync, logout_everywhere, connections_of).
+
+On a single node every script keeps the index itself, in the same step as
+the session; on a Redis Cluster the index lies in another hash slot, so
+:class:`ClusterIndexSteps` adds the ordered extra steps. A flow calls the
+steps unconditionally; the manager picks the implementation once.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from dce_session import _scripts
+from dce_session._core import session_key
+from dce_session._flows.calls import Checked, Command, Flow, ScriptCall, text
+from dce_session._flows.settings import Settings, uid_text
+
+Connections = list[tuple[str, str, str | None]]
+
+
+class IndexSteps:
+    """Single node: the scripts keep the index in the session's own step, so
+    the upkeep steps are no-ops, and each index flow is one script."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def added(self, uid: str | None, sid: str, ttl_seconds: int) -> Flow[None]:
+        """``sid`` (a live session of ``uid``) is in the index."""
+        return
+        yield  # a flow that yields nothing
+
+    def removed(self, uid: str | None, *sids: str) -> Flow[None]:
+        """``sids`` are no longer sessions of ``uid``."""
+        return
+        yield
+
+    def _call(self, script: _scripts.Script, uid: str, *extra: str) -> ScriptCall:
+        s = self.settings
+        index = f"{s.user_prefix}:{uid}"
+        return ScriptCall(script, (index,), (uid, s.sid_name, s.user_field, s.uid_field,
+                                             s.new_sid_field, *extra))
+
+    def sessions_of(self, uid: str) -> Flow[list[str]]:
+        return [text(sid) for sid in (yield self._call(_scripts.SESSIONS_OF, uid))]
+
+    def sync(self, uid: str, document: str) -> Flow[int]:
+        return int((yield self._call(_scripts.SYNC, uid, document)))
+
+    def logout_everywhere(self, uid: str) -> Flow[int]:
+        record = self.settings.replay_record(f"{self.settings.user_prefix}:{uid}")
+        return int((yield self._call(_scripts.LOGOUT_EVERYWHERE, uid, record)))
+
+    def connections_of(self, uid: str) -> Flow[Connections]:
+        s = self.settings
+        flat = yield self._call(_scripts.CONNECTIONS_OF, uid, s.server_field, s.client_field)
+        return [(text(sid), text(server), None if client is None else text(client))
+                for sid, server, client in zip(flat[::3], flat[1::3], flat[2::3], strict=True)]
+
+
+class ClusterIndexSteps(IndexSteps):
+    """Redis Cluster: the index is updated in its own round trips, ordered so
+    that it never misses a live session for good - the new sid added after
+    its session is written (and re-added by a touch), the old sid removed
+    after it is gone; a dead sid left behind is pruned by the index flows,
+    which run as per-slot steps (see :meth:`_each`)."""
+
+    def added(self, uid: str | None, sid: str, ttl_seconds: int) -> Flow[None]:
+        if uid is not None:
+            s = self.settings
+            yield ScriptCall(_scripts.INDEX_ADD, (f"{s.user_prefix}:{uid}",),
+                             (sid, ttl_seconds, s.mapping_ttl_seconds))
+
+    def removed(self, uid: str | None, *sids: str) -> Flow[None]:
+        if uid is not None and sids:
+            yield Command(("SREM", f"{self.settings.user_prefix}:{uid}", *sids))
+
+    def _each(self, uid: str, action: str, *extra: str) -> Flow[list[tuple[str, Checked]]]:
+        """SMEMBERS the index; one script per listed session (check it is still
+        a live session of that uid, then act); SREM the sids found dead or
+        logged out. ``(sid, Checked)`` of the live ones."""
+        s = self.settings
+        index = f"{s.user_prefix}:{uid}"
+        members = yield Command(("SMEMBERS", index))
+        live: list[tuple[str, Checked]] = []
+        gone: list[str] = []
+        for member in sorted(text(sid) for sid in members):
+            checked = Checked.parse((yield ScriptCall(
+                _scripts.EACH_SESSION, (session_key(s.sid_name, member),),
+                (uid, s.user_field, s.uid_field, s.new_sid_field, action, *extra))))
+            if checked.live:
+                live.append((member, checked))
+            if not checked.live or action == "logout":
+                gone.append(member)
+        for first in range(0, len(gone), 1000):
+            yield Command(("SREM", index, *gone[first:first + 1000]))
+        return live
+
+    def sessions_of(self, uid: str) -> Flow[list[str]]:
+        return [sid for sid, _ in (yield from self._each(uid, "check"))]
+
+    def sync(self, uid: str, document: str) -> Flow[int]:
+        return len((yield from self._each(uid, "sync", document)))
+
+    def logout_everywhere(self, uid: str) -> Flow[int]:
+        return len((yield from self._each(uid, "logout")))
+
+    def connections_of(self, uid: str) -> Flow[Connections]:
+        s = self.settings
+        live = yield from self._each(uid, "connections", s.server_field, s.client_field)
+        return [(sid, checked.server, checked.client) for sid, checked in live
+                if checked.server is not None]
+
+
+class ManagerCore(Settings):
+    """Settings, the index steps and the manager-wide flows; the drivers add the client."""
+
+    @functools.cached_property
+    def index(self) -> IndexSteps:
+        """The user index's upkeep and flows, chosen once for the client's kind."""
+        return ClusterIndexSteps(self) if self.cluster else IndexSteps(self)
+
+    def _sessions_of_flow(self, uid: object) -> Flow[list[str]]:
+        return (yield from self.index.sessions_of(uid_text(uid)))
+
+    def _sync_flow(self, user: object) -> Flow[int]:
+        return (yield from self.index.sync(*self.user_document(user)))
+
+    def _logout_everywhere_flow(self, uid: object) -> Flow[int]:
+        return (yield from self.index.logout_everywhere(uid_text(uid)))
+
+    def _connections_of_flow(self, uid: object) -> Flow[Connections]:
+        return (yield from self.index.connections_of(uid_text(uid)))

@@ -1,0 +1,119 @@
+"""User sessions and regeneration: login (always a fresh sid), auto_login,
+logout, the logged-in user (SEMANTICS Part 1, 3.4)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from dce_session import _scripts
+from dce_session._core import session_key
+from dce_session._flows.basic import BasicFlows
+from dce_session._flows.calls import (
+    Flow,
+    Outcome,
+    Removed,
+    Renewed,
+    RenewStatus,
+    ScriptCall,
+    decode_value,
+)
+from dce_session._flows.settings import check_ttl
+from dce_session._flows.state import State
+from dce_session.errors import NotLoggedIn
+
+
+class UserFlows(BasicFlows):
+    """The flows of user sessions and regeneration."""
+
+    __slots__ = ()
+
+    def _renew_flow(self, pairs: list[str], removals: list[str], ttl_minutes: int | None,
+                    destroy_old: bool, needs_user: bool) -> Flow[str]:
+        """Copy the session under a fresh sid (see ``_lua/renew.lua``)."""
+        self._check_alive()
+        if needs_user and self._state is State.UNSTORED:
+            raise NotLoggedIn("auto_login() needs a logged-in session")
+        pairs = self._pending + pairs
+        ttl = self.ttl_minutes if ttl_minutes is None else check_ttl(ttl_minutes)
+        manager = self._manager
+        new_sid = manager.fresh_sid(ttl, self.key)
+        renewed = Renewed.parse((yield ScriptCall(
+            _scripts.RENEW, (self.key, session_key(manager.sid_name, new_sid)),
+            (*self._header(), new_sid, ttl * 60, int(self._state is State.STORED),
+             int(destroy_old), int(needs_user), len(pairs) // 2, *pairs, *removals))))
+        found = renewed.outcome in (Outcome.LIVE, Outcome.FORWARDING)
+        if not found and renewed.status is not RenewStatus.REQUIRED_GONE:
+            self._absent()  # unknown: never adopted (a presented sid settles as newborn)
+        if renewed.status is RenewStatus.REQUIRED_GONE:
+            self._end()
+            raise self._destroyed()
+        if renewed.status is RenewStatus.NO_USER:
+            raise NotLoggedIn("auto_login() needs a logged-in session")
+        if destroy_old and found:
+            yield from manager.index.removed(renewed.old_uid, renewed.old_sid or self.id)
+        if renewed.status is RenewStatus.NOTHING_TO_WRITE:
+            self._adopt(new_sid)
+            self._emptied()
+        else:
+            self._arrived(Outcome.ROTATED, new_sid, renewed.fields)
+            self._bound()
+            yield from manager.index.added(self._uid(), new_sid, ttl * 60)
+        return new_sid
+
+    def _regenerate_flow(self, changes: Mapping[str, Any] | None, destroy_old: bool,
+                         ttl_minutes: int | None) -> Flow[str]:
+        changes = dict(changes or {})
+        manager = self._manager
+        removals = [manager.writable(field) for field, value in changes.items() if value is None]
+        pairs = manager.value_pairs({field: value for field, value in changes.items()
+                                     if value is not None})
+        return (yield from self._renew_flow(pairs, removals, ttl_minutes, destroy_old=destroy_old,
+                                            needs_user=False))
+
+    def _user_document_flow(self) -> Flow[dict[str, Any] | None]:
+        raw = (yield from self._fields_flow(False)).get(self._manager.user_field)
+        if raw is None:
+            return None
+        document = decode_value(raw)
+        return document if isinstance(document, dict) else None
+
+    def _user_flow(self) -> Flow[Any]:
+        document = yield from self._user_document_flow()
+        loader = self._manager.user_loader
+        return document if document is None or loader is None else loader(document)
+
+    def _uid_flow(self) -> Flow[int | None]:
+        document = yield from self._user_document_flow()
+        uid = None if document is None else document.get(self._manager.uid_field)
+        return uid if isinstance(uid, int) and not isinstance(uid, bool) else None
+
+    def _login_flow(self, user: object, ttl_minutes: int | None) -> Flow[str]:
+        _, document = self._manager.user_document(user)
+        if ttl_minutes is not None:
+            check_ttl(ttl_minutes)
+        return (yield from self._renew_flow([self._manager.user_field, document], [], ttl_minutes,
+                                            destroy_old=True, needs_user=False))
+
+    def _auto_login_flow(self) -> Flow[str]:
+        return (yield from self._renew_flow([], [], None, destroy_old=True, needs_user=True))
+
+    def _logout_flow(self) -> Flow[bool]:
+        self._check_alive()
+        if self._state is State.UNSTORED:
+            return False
+        manager = self._manager
+        removed = Removed.parse((yield ScriptCall(
+            _scripts.LOGOUT, (self.key,), (*self._header(), manager.replay_record(self.key)))))
+        if removed.outcome not in (Outcome.LIVE, Outcome.FORWARDING):
+            self._absent()
+            return False
+        forwarded = removed.sid != self.id
+        self._arrived(removed.outcome, removed.sid, None)
+        if forwarded:
+            self._fields = None
+        elif self._fields is not None:
+            self._fields.pop(manager.user_field, None)
+        if removed.done:
+            yield from manager.index.removed(removed.uid, self.id)
+        return removed.done
