@@ -395,3 +395,72 @@ async def test_a_retried_regenerate_makes_one_new_session(lossy, call, store):
     assert store.hgetall(f"dcesid:{new}") == {
         "n": "1", "extra": "true", "$user": '{"id":7,"name":"racer"}'}
     assert store.smembers("dceusmap:7") == {logged, new}
+
+
+# -- (e) exact replays (SEMANTICS 3.6): state, result and object state -----------------
+
+
+async def test_a_retried_delete_reports_the_first_result(lossy, call, store):
+    manager, lost = lossy
+    seed = manager.new()
+    await call(seed.update({"a": 1, "b": 2}))
+    session = manager.open(seed.id)
+    lost.armed = 1
+    assert await call(session.delete("a")) is True
+    assert lost.fired == 1
+    assert store.hgetall(f"dcesid:{seed.id}") == {"b": "2"}
+    assert await call(session.delete("a")) is False  # a new call: the field is gone
+
+
+@pytest.mark.parametrize("loaded", [False, True])
+async def test_a_retried_destroy_reports_the_first_result(lossy, call, store, loaded):
+    manager, lost = lossy
+    seed = manager.new()
+    await call(seed.login(USER))
+    session = manager.open(seed.id)
+    if loaded:
+        assert await call(session.uid()) == 7
+    lost.armed = 1
+    assert await call(session.destroy()) is True
+    assert lost.fired == 1
+    assert session.destroyed
+    assert not session.newborn  # never turned into a newborn by the replay
+    with pytest.raises(SessionDestroyed):
+        await call(session.set("x", 1))
+    assert store.keys("dcesid:*") == []
+    assert not store.exists("dceusmap:7")
+
+
+async def test_a_retried_logout_reports_the_first_result(lossy, call, store):
+    manager, lost = lossy
+    seed = manager.new()
+    sid = await call(seed.login(USER))
+    session = manager.open(sid)
+    lost.armed = 1
+    assert await call(session.logout()) is True
+    assert lost.fired == 1
+    assert await call(session.user()) is None
+    assert store.smembers("dceusmap:7") == set()
+    assert store.hgetall(f"dcesid:{sid}") == {}
+
+
+async def test_a_retried_logout_everywhere_reports_the_first_count(lossy, call, store):
+    manager, lost = lossy
+    for _ in range(3):
+        await call(manager.new().login(USER))
+    lost.armed = 1
+    assert await call(manager.logout_everywhere(7)) == 3
+    assert lost.fired == 1
+    assert store.keys("dcesid:*") == []
+    assert await call(manager.logout_everywhere(7)) == 0  # a new call: nothing left
+
+
+async def test_without_a_lost_reply_nothing_is_replayed(lossy, call):
+    """The control: the same calls twice, no retry: the second sees the first's work."""
+    manager, lost = lossy
+    seed = manager.new()
+    await call(seed.update({"a": 1}))
+    session = manager.open(seed.id)
+    assert await call(session.delete("a")) is True
+    assert await call(session.delete("a")) is False
+    assert lost.fired == 0

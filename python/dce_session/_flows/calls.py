@@ -184,17 +184,19 @@ class Written(NamedTuple):
 
 class Removed(NamedTuple):
     """``destroy`` / ``logout``: the state, whether it acted (destroyed / logged
-    out), the uid whose index entry went, and the sid acted on."""
+    out), the uid whose index entry went, the sid acted on, and (logout)
+    whether the key still exists (a session holding only its user is gone)."""
 
     outcome: Outcome
     done: bool
     uid: str | None
     sid: str | None
+    exists: bool
 
     @classmethod
     def parse(cls, reply: list[Any]) -> Removed:
         return cls(Outcome(int(reply[0])), bool(int(reply[1])), _uid(reply[2]),
-                   text(reply[3]) or None)
+                   text(reply[3]) or None, len(reply) > 4 and bool(int(reply[4])))
 
 
 # -- RENEW ---------------------------------------------------------------------------

@@ -114,6 +114,8 @@ class UserFlows(BasicFlows):
             self._fields = None
         elif self._fields is not None:
             self._fields.pop(manager.user_field, None)
+        if not removed.exists:
+            self._emptied()  # it held only the user: the next write creates it again
         if removed.done:
             yield from manager.index.removed(removed.uid, self.id)
         return removed.done

@@ -2,8 +2,8 @@
 -- KEYS[1] session key
 -- ARGV    the session header (lib.lua), then the replay record key
 -- Reply   {state, logged out (1|0), uid of the user that was logged in or
---         '', sid acted on}: LIVE and FORWARDING (the successor) act;
---         other states: nothing.
+--         '', sid acted on, the key exists after (1|0)}: LIVE and FORWARDING
+--         (the successor) act; other states: nothing.
 -- Keeps   the index entry and the user field go in one step; a replay
 --         returns the first execution's reply.
 local S = session_header()
@@ -12,12 +12,13 @@ local earlier = replayed(record)
 if earlier then return cjson.decode(earlier) end
 local found = resolve(S)
 local at = found.at
-if not at then return {found.state, 0, '', ''} end
+if not at then return {found.state, 0, '', '', 0} end
 local user = redis.call('HGET', at.key, S.user)
-if not user then return {found.state, 0, '', at.sid} end
+if not user then return {found.state, 0, '', at.sid, 1} end
 local index = index_key(S, user)
 if index then redis.call('SREM', index, at.sid) end
 redis.call('HDEL', at.key, S.user)
-local reply = {found.state, 1, user_id(user, S.uid) or '', at.sid}
+local reply = {found.state, 1, user_id(user, S.uid) or '', at.sid,
+               redis.call('EXISTS', at.key)}
 remember(record, cjson.encode(reply))
 return reply
