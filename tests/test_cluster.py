@@ -245,3 +245,37 @@ async def test_index_operations_span_slots(manager: Any, cluster: Any, call: Any
     assert await call(manager.logout_everywhere(11)) == 11
     assert not any(cluster.exists(f"dcesid:{sid}") for sid in sids)
     assert cluster.smembers("dceusmap:11") == set()
+
+
+async def test_the_lifecycle_on_a_cluster(manager: Any, cluster: Any, call: Any) -> None:
+    """SEMANTICS Part 3 on a cluster: successors are generated in the presented
+    key's slot, so forwarding, rotation, the judgment and the reissue stay
+    single-slot scripts; the index follows in its own steps."""
+    now = [int(time.time())]
+    clocked = type(manager)(manager.client, renew=RenewPolicy(), clock=lambda: now[0])
+    first = clocked.new()
+    await call(first.set("a", 1))
+    sid = await call(first.login({"id": 8}))
+    loaded = clocked.open(sid)
+    assert await call(loaded.get("a")) == 1
+    now[0] += 600
+    rotating = clocked.open(sid)
+    assert await call(rotating.try_renew()) is True
+    new = rotating.id
+    assert key_slot(f"dcesid:{new}") == key_slot(f"dcesid:{sid}")
+    assert cluster.hgetall(f"dcesid:{sid}") == {"$newid": new}
+    assert cluster.smembers("dceusmap:8") == {new}
+    await call(loaded.set("b", 2))  # forwarded into the successor
+    assert loaded.id == new
+    assert cluster.hget(f"dcesid:{new}", "b") == "2"
+    now[0] += 121  # grace over; the successor never reached the client
+    cluster.expire(f"dcesid:{new}", 3600 - 100)
+    cluster.expire(f"dcesid:{sid}", 3600 - 100)
+    late = clocked.open(sid)
+    assert await call(late.try_renew()) is True
+    third = late.id
+    assert third not in (sid, new)
+    assert cluster.hgetall(f"dcesid:{third}") == {"a": "1", "b": "2", "$user": '{"id":8}'}
+    assert not cluster.exists(f"dcesid:{new}")
+    assert await call(clocked.sessions_of(8)) == [third]
+    assert cluster.smembers("dceusmap:8") == {third}

@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,12 +31,26 @@ def test_docstring_examples(name: str) -> None:
     assert failed == 0
 
 
-def test_readme_examples(redis_url: str) -> None:
-    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
-    assert blocks, "README.md has no python example"
+DOCS = ["README.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md"))]
+
+
+@pytest.mark.parametrize("page", DOCS)
+def test_doc_examples(redis_url: str, page: str, store: Any) -> None:
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / page).read_text(), re.S)
+    if page == "README.md":
+        assert blocks, "README.md has no python example"
     for number, block in enumerate(blocks, 1):
+        store.flushdb()
         code = block.replace("redis://localhost:6379/0", redis_url)
-        exec(compile(code, f"README.md python block {number}", "exec"), {"__name__": "readme"})
+        exec(compile(code, f"{page} python block {number}", "exec"), {"__name__": "docs"})
+
+
+def test_every_doc_page_is_linked_from_the_readme() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for page in DOCS[1:]:
+        assert f"({page})" in readme or f"({page.removeprefix('docs/')})" in readme \
+            or any(f"({page.removeprefix('docs/')})" in (ROOT / other).read_text()
+                   for other in DOCS[1:]), f"{page} is not linked"
 
 
 def test_quickstart_runs(redis_url: str) -> None:

@@ -26,8 +26,10 @@ class IndexSteps:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
-    def added(self, uid: str | None, sid: str, ttl_seconds: int) -> Flow[None]:
-        """``sid`` (a live session of ``uid``) is in the index."""
+    def added(self, uid: str | None, sid: str, ttl_seconds: int,
+              replacing: str = "") -> Flow[None]:
+        """``sid`` (a live session of ``uid``) is in the index, instead of
+        ``replacing`` (a rotation's old sid) when given."""
         return
         yield  # a flow that yields nothing
 
@@ -66,11 +68,12 @@ class ClusterIndexSteps(IndexSteps):
     after it is gone; a dead sid left behind is pruned by the index flows,
     which run as per-slot steps (see :meth:`_each`)."""
 
-    def added(self, uid: str | None, sid: str, ttl_seconds: int) -> Flow[None]:
+    def added(self, uid: str | None, sid: str, ttl_seconds: int,
+              replacing: str = "") -> Flow[None]:
         if uid is not None:
             s = self.settings
             yield ScriptCall(_scripts.INDEX_ADD, (f"{s.user_prefix}:{uid}",),
-                             (sid, ttl_seconds, s.mapping_ttl_seconds))
+                             (sid, ttl_seconds, s.mapping_ttl_seconds, replacing))
 
     def removed(self, uid: str | None, *sids: str) -> Flow[None]:
         if uid is not None and sids:
