@@ -59,14 +59,14 @@ class BasicFlows(SessionState):
         """The snapshot, loading it (one round trip) or touching once as needed."""
         if self._pending:  # a connection's binding rides on its first request's first operation
             yield from self._write_flow([], [], touch)
-        elif self._fields is None:
+        elif self._snapshot is None:
             yield from self._load_flow(touch)
         elif touch and self._state is State.STORED and not self._touched:
             yield from self._touch_flow()
-        if self._fields is None:  # a touch forwarded to the successor: read it
+        if self._snapshot is None:  # a touch forwarded to the successor: read it
             yield from self._load_flow(False)
-        assert self._fields is not None
-        return self._fields
+        assert self._snapshot is not None
+        return self._snapshot
 
     def _get_flow(self, field: object, default: Any, touch: bool) -> Flow[Any]:
         name = check_field(field)
@@ -90,7 +90,7 @@ class BasicFlows(SessionState):
         forwarded = touched.sid != self.id
         self._arrived(touched.outcome, touched.sid, None)
         if forwarded:
-            self._fields = None  # the snapshot was the old sid's: reload on the next read
+            self._snapshot = None  # the snapshot was the old sid's: reload on the next read
         if touched.outcome is Outcome.LIVE:
             yield from self._index_touched()
         return True
@@ -107,7 +107,7 @@ class BasicFlows(SessionState):
         mode = _WRITE_MODE[self._state]
         fallback = manager.fresh_sid(manager.ttl_minutes, self.key) if mode == "fallback" else ""
         wants_touch = touch and not self._touched
-        asked = self._fields is None
+        asked = self._snapshot is None
         record = manager.replay_record(self.key) if counted else ""
         keys = (self.key, session_key(manager.sid_name, fallback)) if fallback else (self.key,)
         written = Written.parse((yield ScriptCall(_scripts.WRITE, keys, (
@@ -116,7 +116,7 @@ class BasicFlows(SessionState):
         if not written.outcome.acted:
             self._end()
             raise self._destroyed()
-        before = self._fields
+        before = self._snapshot
         self._arrived(written.outcome, written.sid, written.fields)
         if written.fields is None and before is not None:
             before.update(zip(pairs[::2], pairs[1::2], strict=True))

@@ -45,7 +45,7 @@ class SessionState:
     the transitions between states. The flows (``basic``, ``user``,
     ``rotation``) build on it; the drivers add the public methods."""
 
-    __slots__ = ("_connection", "_fields", "_manager", "_pending", "_presented", "_state",
+    __slots__ = ("_connection", "_snapshot", "_manager", "_pending", "_presented", "_state",
                  "_touched", "created_at", "id", "key", "newborn", "ttl_minutes")
 
     def __init__(self, manager: ManagerCore, presented: object, ttl_minutes: int | None) -> None:
@@ -54,7 +54,7 @@ class SessionState:
         #: The connection binding that rides on the first write (connections).
         self._pending: list[str] = []
         #: The snapshot of the stored hash; None until loaded.
-        self._fields: dict[str, str] | None = None
+        self._snapshot: dict[str, str] | None = None
         #: The TTL was refreshed by this object (sessions touch once).
         self._touched = False
         self._presented: str | None = None
@@ -99,7 +99,7 @@ class SessionState:
     def _become_newborn(self, ttl_minutes: int | None = None) -> None:
         self._adopt(self._manager.fresh_sid(
             self._manager.ttl_minutes if ttl_minutes is None else check_ttl(ttl_minutes)))
-        self.newborn, self._fields, self._state = True, {}, State.UNSTORED
+        self.newborn, self._snapshot, self._state = True, {}, State.UNSTORED
 
     def _arrived(self, outcome: Outcome, sid: str | None, fields: dict[str, str] | None) -> None:
         """The store holds this session under ``sid`` (``fields``: its snapshot,
@@ -114,7 +114,7 @@ class SessionState:
             self._touched = True
         self._state = State.STORED
         if fields is not None:
-            self._fields = fields
+            self._snapshot = fields
 
     def _absent(self) -> None:
         """The store has no session for this object (gone, or a rotated sid that
@@ -125,11 +125,11 @@ class SessionState:
             self._end()
 
     def _end(self) -> None:
-        self._state, self._fields = State.ENDED, {}
+        self._state, self._snapshot = State.ENDED, {}
 
     def _emptied(self) -> None:
         """The last field went: nothing is stored, the next write creates the key."""
-        self._state, self._fields = State.UNSTORED, {}
+        self._state, self._snapshot = State.UNSTORED, {}
 
     def _bound(self) -> None:
         """The connection binding in ``_pending`` has been written."""
@@ -155,7 +155,7 @@ class SessionState:
                 m.user_field, m.uid_field, m.script_prefix, m.mapping_ttl_seconds)
 
     def _uid(self, fields: dict[str, str] | None = None) -> str | None:
-        return self._manager.uid_of(self._fields if fields is None else fields)
+        return self._manager.uid_of(self._snapshot if fields is None else fields)
 
     def _index_touched(self) -> Any:
         """Cluster: a touch of a logged-in session keeps its index entry."""

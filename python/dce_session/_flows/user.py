@@ -111,9 +111,9 @@ class UserFlows(BasicFlows):
         forwarded = removed.sid != self.id
         self._arrived(removed.outcome, removed.sid, None)
         if forwarded:
-            self._fields = None
-        elif self._fields is not None:
-            self._fields.pop(manager.user_field, None)
+            self._snapshot = None
+        elif self._snapshot is not None:
+            self._snapshot.pop(manager.user_field, None)
         if not removed.exists:
             self._emptied()  # it held only the user: the next write creates it again
         if removed.done:
