@@ -279,3 +279,40 @@ async def test_the_lifecycle_on_a_cluster(manager: Any, cluster: Any, call: Any)
     assert not cluster.exists(f"dcesid:{new}")
     assert await call(clocked.sessions_of(8)) == [third]
     assert cluster.smembers("dceusmap:8") == {third}
+
+
+@pytest.mark.parametrize("sessions", [1, 100, 1000])
+def test_index_operations_cost_at_most_three_round_trips_per_node(
+        cluster: Any, cluster_nodes: list[int], sessions: int,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 7: SMEMBERS, one pipeline of per-session steps (one write per node),
+    one SREM - whatever the number of sessions. Round trips are the writes to
+    the sockets (one per command, one per pipeline and node)."""
+    import dce_session
+
+    writes = [0]
+    send = redis.connection.Connection.send_packed_command
+
+    def counted(self: Any, command: Any, check_health: bool = True) -> None:
+        writes[0] += 1
+        send(self, command, check_health)
+
+    client = redis.cluster.RedisCluster(host="127.0.0.1", port=cluster_nodes[0])
+    try:
+        manager = dce_session.SessionManager(client)
+        for _ in range(sessions):
+            manager.new().login({"id": 31})
+        nodes = len(client.get_primaries())
+        manager.sessions_of(31)  # warm: scripts loaded on every node, connections open
+        monkeypatch.setattr(redis.connection.Connection, "send_packed_command", counted)
+        for operation in (lambda: manager.sessions_of(31), lambda: manager.connections_of(31),
+                          lambda: manager.sync({"id": 31, "v": 2}),
+                          lambda: manager.logout_everywhere(31)):
+            writes[0] = 0
+            operation()
+            assert 0 < writes[0] <= 3 * nodes
+        monkeypatch.undo()
+        assert cluster.scard("dceusmap:31") == 0
+        assert manager.sessions_of(31) == []
+    finally:
+        client.close()

@@ -12,10 +12,11 @@ from typing import Any, TypeVar
 
 import redis.asyncio
 import redis.asyncio.cluster
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
 from dce_session import errors
 from dce_session._flows import Call, ConnectionCore, Flow, ManagerCore, RenewPolicy, SessionCore
+from dce_session._flows.calls import Pipeline, store_error
 from dce_session.errors import *  # noqa: F403  (each front door re-exports every error)
 from dce_session.errors import StoreError
 
@@ -25,7 +26,22 @@ __all__ += errors.__all__
 T = TypeVar("T")
 
 
+async def _pipeline(client: Any, call: Pipeline) -> list[Any]:
+    # On a cluster each command goes to its key's node (redis-py would otherwise
+    # ask the server for the keys of every EVALSHA: COMMAND GETKEYS).
+    route = getattr(client, "get_node_from_key", None)
+    try:
+        async with client.pipeline(transaction=False) as pipe:
+            for args, key in zip(call.commands, call.keys, strict=True):
+                pipe.execute_command(*args, **({"target_nodes": route(key)} if route else {}))
+            return list(await pipe.execute(raise_on_error=False))
+    except (RedisError, RedisClusterException) as error:  # cluster errors are no RedisError
+        raise store_error(error) from error
+
+
 async def _send(client: Any, call: Call) -> Any:
+    if isinstance(call, Pipeline):
+        return await _pipeline(client, call)
     try:
         try:
             return await client.execute_command(*call.wire())
@@ -34,16 +50,22 @@ async def _send(client: Any, call: Call) -> Any:
             if fallback is None:
                 raise
             return await client.execute_command(*fallback)
-    except RedisError as error:
-        raise StoreError(f"Redis failed: {error}") from error
+    except (RedisError, RedisClusterException) as error:  # cluster errors are no RedisError
+        raise store_error(error) from error
 
 
 async def run(client: Any, flow: Flow[T]) -> T:
-    """Drive a flow to its end, one awaited round trip per call it yields."""
+    """Drive a flow to its end, one awaited round trip per call it yields; a
+    failed call is thrown into the flow (which may carry on without it)."""
     try:
         call = next(flow)
         while True:
-            call = flow.send(await _send(client, call))
+            try:
+                reply = await _send(client, call)
+            except StoreError as error:
+                call = flow.throw(error)
+            else:
+                call = flow.send(reply)
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
 

@@ -19,9 +19,10 @@ from typing import Any, TypeVar
 
 import redis
 import redis.cluster
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
 from dce_session._flows import Call, ConnectionCore, Flow, ManagerCore, SessionCore
+from dce_session._flows.calls import Pipeline, store_error
 from dce_session.errors import StoreError
 
 __all__ = ["Connection", "Session", "SessionManager"]
@@ -29,7 +30,22 @@ __all__ = ["Connection", "Session", "SessionManager"]
 T = TypeVar("T")
 
 
+def _pipeline(client: Any, call: Pipeline) -> list[Any]:
+    # On a cluster each command goes to its key's node (redis-py would otherwise
+    # ask the server for the keys of every EVALSHA: COMMAND GETKEYS).
+    route = getattr(client, "get_node_from_key", None)
+    try:
+        with client.pipeline(transaction=False) as pipe:
+            for args, key in zip(call.commands, call.keys, strict=True):
+                pipe.execute_command(*args, **({"target_nodes": route(key)} if route else {}))
+            return list(pipe.execute(raise_on_error=False))
+    except (RedisError, RedisClusterException) as error:  # cluster errors are no RedisError
+        raise store_error(error) from error
+
+
 def _send(client: Any, call: Call) -> Any:
+    if isinstance(call, Pipeline):
+        return _pipeline(client, call)
     try:
         try:
             return client.execute_command(*call.wire())
@@ -38,16 +54,22 @@ def _send(client: Any, call: Call) -> Any:
             if fallback is None:
                 raise
             return client.execute_command(*fallback)
-    except RedisError as error:
-        raise StoreError(f"Redis failed: {error}") from error
+    except (RedisError, RedisClusterException) as error:  # cluster errors are no RedisError
+        raise store_error(error) from error
 
 
 def run(client: Any, flow: Flow[T]) -> T:
-    """Drive a flow to its end, one blocking round trip per call it yields."""
+    """Drive a flow to its end, one blocking round trip per call it yields; a
+    failed call is thrown into the flow (which may carry on without it)."""
     try:
         call = next(flow)
         while True:
-            call = flow.send(_send(client, call))
+            try:
+                reply = _send(client, call)
+            except StoreError as error:
+                call = flow.throw(error)
+            else:
+                call = flow.send(reply)
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
 

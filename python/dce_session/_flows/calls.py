@@ -14,9 +14,11 @@ import json
 from collections.abc import Generator
 from typing import Any, NamedTuple, TypeVar
 
+from redis.exceptions import NoScriptError
+
 from dce_session import _scripts
 from dce_session._core import Stored
-from dce_session.errors import SerializationError
+from dce_session.errors import SerializationError, StoreError
 
 T = TypeVar("T")
 Arg = str | int
@@ -52,7 +54,39 @@ class Command(NamedTuple):
         return None
 
 
-Call = ScriptCall | Command
+class Pipeline(NamedTuple):
+    """Many commands sent at once (redis-py pipeline, no transaction): one round
+    trip, on a Redis Cluster one per node involved (each command routed by
+    its key in ``keys``). The reply is a list, one item per command: its
+    reply or the exception it failed with."""
+
+    commands: tuple[tuple[Arg, ...], ...]
+    keys: tuple[str, ...]
+
+
+def store_error(error: BaseException) -> StoreError:
+    """A redis-py error as ours (raise it ``from error``)."""
+    wrapped = StoreError(f"Redis failed ({type(error).__name__}): {error}")
+    wrapped.__cause__ = error
+    return wrapped
+
+
+def batch(calls: list[ScriptCall]) -> Flow[list[Any]]:
+    """Run many scripts in one pipeline (again with EVAL for any the server had
+    not loaded): one reply per call, or the :class:`StoreError` it failed with."""
+    keys = tuple(call.keys[0] for call in calls)
+    replies: list[Any] = list((yield Pipeline(tuple(call.wire() for call in calls), keys)))
+    again = [index for index, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+    if again:
+        fallbacks = yield Pipeline(tuple(calls[index].fallback() or () for index in again),
+                                   tuple(keys[index] for index in again))
+        for index, reply in zip(again, fallbacks, strict=True):
+            replies[index] = reply
+    return [store_error(reply) if isinstance(reply, BaseException) else reply
+            for reply in replies]
+
+
+Call = ScriptCall | Command | Pipeline
 Flow = Generator[Call, Any, T]
 
 

@@ -10,11 +10,23 @@ steps unconditionally; the manager picks the implementation once.
 from __future__ import annotations
 
 import functools
+import logging
 
 from dce_session import _scripts
 from dce_session._core import session_key
-from dce_session._flows.calls import Checked, Command, Flow, ScriptCall, text
-from dce_session._flows.settings import Settings, uid_text
+from dce_session._flows.calls import (
+    Checked,
+    Command,
+    Flow,
+    Pipeline,
+    ScriptCall,
+    batch,
+    text,
+)
+from dce_session._flows.settings import Settings, redact, uid_text
+from dce_session.errors import StoreError
+
+log = logging.getLogger("dce_session")
 
 Connections = list[tuple[str, str, str | None]]
 
@@ -62,42 +74,70 @@ class IndexSteps:
 
 
 class ClusterIndexSteps(IndexSteps):
-    """Redis Cluster: the index is updated in its own round trips, ordered so
-    that it never misses a live session for good - the new sid added after
-    its session is written (and re-added by a touch), the old sid removed
-    after it is gone; a dead sid left behind is pruned by the index flows,
-    which run as per-slot steps (see :meth:`_each`)."""
+    """Redis Cluster: the index is updated in its own round trips, after the
+    session's own step - the new sid added once its session is written (and
+    re-added by a touch), the old sid removed once it is gone. The index is
+    another slot, maybe another node: upkeep that fails is skipped with a
+    WARNING on the ``dce_session`` logger, never failing the session's
+    operation; what it leaves (a dead sid listed, a live one not yet) is
+    healed by the index flows' pruning and the next touch. The index flows
+    run in at most three round trips per node (see :meth:`_each`)."""
 
     def added(self, uid: str | None, sid: str, ttl_seconds: int,
               replacing: str = "") -> Flow[None]:
         if uid is not None:
             s = self.settings
-            yield ScriptCall(_scripts.INDEX_ADD, (f"{s.user_prefix}:{uid}",),
-                             (sid, ttl_seconds, s.mapping_ttl_seconds, replacing))
+            try:
+                yield ScriptCall(_scripts.INDEX_ADD, (f"{s.user_prefix}:{uid}",),
+                                 (sid, ttl_seconds, s.mapping_ttl_seconds, replacing))
+            except StoreError as error:
+                log.warning("user index of uid %s unavailable: session %s not listed until its "
+                            "next touch (%s)", uid, redact(sid), error)
 
     def removed(self, uid: str | None, *sids: str) -> Flow[None]:
         if uid is not None and sids:
-            yield Command(("SREM", f"{self.settings.user_prefix}:{uid}", *sids))
+            try:
+                yield Command(("SREM", f"{self.settings.user_prefix}:{uid}", *sids))
+            except StoreError as error:
+                log.warning("user index of uid %s unavailable: %d ended session(s) stay listed "
+                            "until pruned (%s)", uid, len(sids), error)
 
     def _each(self, uid: str, action: str, *extra: str) -> Flow[list[tuple[str, Checked]]]:
-        """SMEMBERS the index; one script per listed session (check it is still
-        a live session of that uid, then act); SREM the sids found dead or
-        logged out. ``(sid, Checked)`` of the live ones."""
+        """SMEMBERS the index (1 round trip); one script per listed session,
+        all in one pipeline (1 round trip per node: check it is still a live
+        session of that uid, then act); SREM the sids found dead or logged
+        out (1). ``(sid, Checked)`` of the live ones. A session whose node
+        failed is neither acted on nor pruned: ``StoreError`` for the actions
+        (sync, logout) after the rest is done, a WARNING for the checks."""
         s = self.settings
         index = f"{s.user_prefix}:{uid}"
-        members = yield Command(("SMEMBERS", index))
+        sids = sorted(text(sid) for sid in (yield Command(("SMEMBERS", index))))
+        replies = (yield from batch([ScriptCall(
+            _scripts.EACH_SESSION, (session_key(s.sid_name, sid),),
+            (uid, s.user_field, s.uid_field, s.new_sid_field, action, *extra))
+            for sid in sids])) if sids else []
         live: list[tuple[str, Checked]] = []
         gone: list[str] = []
-        for member in sorted(text(sid) for sid in members):
-            checked = Checked.parse((yield ScriptCall(
-                _scripts.EACH_SESSION, (session_key(s.sid_name, member),),
-                (uid, s.user_field, s.uid_field, s.new_sid_field, action, *extra))))
+        failed: list[StoreError] = []
+        for sid, reply in zip(sids, replies, strict=True):
+            if isinstance(reply, StoreError):
+                failed.append(reply)
+                continue
+            checked = Checked.parse(reply)
             if checked.live:
-                live.append((member, checked))
+                live.append((sid, checked))
             if not checked.live or action == "logout":
-                gone.append(member)
-        for first in range(0, len(gone), 1000):
-            yield Command(("SREM", index, *gone[first:first + 1000]))
+                gone.append(sid)
+        if gone:
+            slices = range(0, len(gone), 1000)
+            yield Pipeline(tuple(("SREM", index, *gone[first:first + 1000]) for first in slices),
+                           (index,) * len(slices))
+        if failed and action in ("sync", "logout"):
+            raise StoreError(f"{action} reached {len(live)} session(s) of uid {uid}; "
+                             f"{len(failed)} could not be reached: {failed[0]}") from failed[0]
+        if failed:
+            log.warning("uid %s: %d session(s) could not be checked and are left out (%s)",
+                        uid, len(failed), failed[0])
         return live
 
     def sessions_of(self, uid: str) -> Flow[list[str]]:

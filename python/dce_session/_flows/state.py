@@ -45,8 +45,20 @@ class SessionState:
     the transitions between states. The flows (``basic``, ``user``,
     ``rotation``) build on it; the drivers add the public methods."""
 
-    __slots__ = ("_connection", "_snapshot", "_manager", "_pending", "_presented", "_state",
-                 "_touched", "created_at", "id", "key", "newborn", "ttl_minutes")
+    __slots__ = (
+        "_connection",
+        "_manager",
+        "_pending",
+        "_presented",
+        "_snapshot",
+        "_state",
+        "_touched",
+        "created_at",
+        "id",
+        "key",
+        "newborn",
+        "ttl_minutes",
+    )
 
     def __init__(self, manager: ManagerCore, presented: object, ttl_minutes: int | None) -> None:
         self._manager = manager
