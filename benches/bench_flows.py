@@ -39,7 +39,7 @@ USER = {"id": 42, "name": "Zoë"}
 
 def _header(sid: str) -> tuple[Any, ...]:
     """The ARGV header of every session script (``SessionState._header``)."""
-    return (sid, TTL, "dcesid", "$newid", 0, "$user", "id", "dceusmap", 604800)
+    return (sid, TTL, "dcesid", "$newid", 0, "$user", "id", "dceusmap", 604800, "dcesid~events")
 
 CART = [{"sku": f"SKU-{i}", "qty": i + 1, "price": 4.5} for i in range(5)]
 STORED = {
@@ -85,7 +85,7 @@ def _write_args(value: Any) -> tuple[Any, ...]:
     """EVALSHA write.lua as ``SessionCore._write_flow`` sends it for a newborn's set."""
     sid = generate_sid(60)
     return (_scripts.WRITE.sha, 1, f"dcesid:{sid}", *_header(sid), "create", "", TTL, 1, 0, "",
-            1, "cart", _dumps(value))
+            "$servers", "$server", "$client", "", "", "", 1, "cart", _dumps(value))
 
 
 def floor_open_get(client: redis.Redis, sid: str) -> Any:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -20,6 +21,17 @@ def scripts_loaded(store: Any) -> None:
     for script in vars(_scripts).values():
         if isinstance(script, _scripts.Script):
             store.script_load(script.source)
+
+
+def dce_fields(store: Any, key: str) -> dict[str, str]:
+    """The hash without the per-connection bindings field (what dce readers use)."""
+    fields = store.hgetall(key)
+    fields.pop("$servers", None)
+    return fields
+
+
+def bindings(store: Any, key: str) -> dict[str, list[str | None]]:
+    return json.loads(store.hget(key, "$servers") or "{}")
 
 
 async def _stored_session(manager: Any, call: Any, **data: Any) -> Any:
@@ -77,7 +89,8 @@ async def test_first_request_writes_the_binding_as_bare_strings(
     round_trips.reset()
     assert await call(request.get("a")) == 1
     assert round_trips.count == 1  # the load carries the binding
-    assert store.hgetall(session.key) == {"a": "1", "$server": SERVER, "$client": CLIENT}
+    assert dce_fields(store, session.key) == {"a": "1", "$server": SERVER, "$client": CLIENT}
+    assert bindings(store, session.key) == {connection.binding_id: [SERVER, CLIENT]}
     assert store.ttl(session.key) > 0
 
 
@@ -87,7 +100,7 @@ async def test_binding_without_client_writes_only_the_server(
     session = await _stored_session(manager, call, a=1)
     request = manager.connect(session.id, SERVER).request()
     await call(request.set("b", 2))
-    assert store.hgetall(session.key) == {"a": "1", "b": "2", "$server": SERVER}
+    assert dce_fields(store, session.key) == {"a": "1", "b": "2", "$server": SERVER}
 
 
 async def test_later_requests_do_not_rewrite_the_binding(
@@ -115,7 +128,7 @@ async def test_newborn_connection_binds_on_its_first_write(
     await call(request.set("a", 1))
     assert request.id == connection.id
     assert is_valid_sid(connection.id)
-    assert store.hgetall(request.key) == {"a": "1", "$server": SERVER, "$client": CLIENT}
+    assert dce_fields(store, request.key) == {"a": "1", "$server": SERVER, "$client": CLIENT}
     assert store.ttl(request.key) > 0
 
 
@@ -239,7 +252,7 @@ async def test_a_fresh_connection_keeps_its_own_sid(make_manager: Any, call: Any
     first = connection.request()
     assert await call(first.get("x")) is None  # even a read binds the connection
     assert first.id == connection.id == sid
-    assert store.hgetall(session_key("dcesid", sid)) == {"$server": SERVER, "$client": CLIENT}
+    assert dce_fields(store, session_key("dcesid", sid)) == {"$server": SERVER, "$client": CLIENT}
     assert store.ttl(session_key("dcesid", sid)) > 0
     later = connection.request()
     assert await call(later.get("x")) is None

@@ -7,7 +7,10 @@ method that talks to Redis is a coroutine.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any, TypeVar
 
 import redis.asyncio
@@ -17,13 +20,23 @@ from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 from dce_session import errors
 from dce_session._flows import Call, ConnectionCore, Flow, ManagerCore, RenewPolicy, SessionCore
 from dce_session._flows.calls import Pipeline, store_error
+from dce_session._flows.connection import (
+    BEAT_SECONDS,
+    LAPSE_SECONDS,
+    SessionEvent,
+    lapse_for,
+    presence_beat,
+    presence_forget,
+)
 from dce_session.errors import *  # noqa: F403  (each front door re-exports every error)
 from dce_session.errors import StoreError
 
-__all__ = ["Connection", "RenewPolicy", "Session", "SessionManager"]
+__all__ = ["Connection", "EventStream", "Presence", "RenewPolicy", "Session", "SessionEvent",
+           "SessionManager"]
 __all__ += errors.__all__
 
 T = TypeVar("T")
+log = logging.getLogger("dce_session")
 
 
 async def _pipeline(client: Any, call: Pipeline) -> list[Any]:
@@ -150,7 +163,76 @@ class Connection(ConnectionCore):
         return self._request(Session, sid)
 
     async def disconnect(self) -> bool:
-        return await run(self._manager.client, self._disconnect_flow())
+        return await run(self._manager.client, self._disconnect_flow(Session))
+
+
+class Presence:
+    """A server's presence, kept alive by an asyncio task (``keep_alive``):
+    ``async with manager.keep_alive(server):`` - or ``await start()`` and
+    ``await aclose()``, which stops it and forgets the server."""
+
+    def __init__(self, manager: SessionManager, server: str, every: float) -> None:
+        self.manager, self.server, self.every = manager, server, every
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> Presence:
+        await self.manager.beat(self.server, lapse_seconds=lapse_for(self.every))
+        self._task = asyncio.create_task(self._beat(), name=f"dce-presence {self.server}")
+        return self
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(self.every)
+            try:
+                await self.manager.beat(self.server, lapse_seconds=lapse_for(self.every))
+            except StoreError as error:
+                log.warning("presence of %s: beat failed (%s)", self.server, error)
+
+    async def aclose(self) -> None:
+        """Stop beating and forget the server (its connections drop out at once)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.manager.forget_server(self.server)
+
+    async def __aenter__(self) -> Presence:
+        return await self.start()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+class EventStream:
+    """Session events as they are published: ``async for event in stream``;
+    ``await aclose()`` ends it."""
+
+    def __init__(self, manager: SessionManager, poll: float = 0.5) -> None:
+        self._manager, self._poll, self._closed = manager, poll, False
+        self._pubsub: Any = None
+
+    async def __aiter__(self) -> AsyncIterator[SessionEvent]:
+        self._pubsub = self._manager.client.pubsub(ignore_subscribe_messages=True)
+        try:
+            await self._pubsub.subscribe(self._manager.events_channel)
+            while not self._closed:
+                try:
+                    message = await self._pubsub.get_message(timeout=self._poll)
+                except (RedisError, RedisClusterException) as error:
+                    raise store_error(error) from error
+                if message is not None and message.get("type") == "message":
+                    yield SessionEvent.parse(message["data"])
+        finally:
+            await self._pubsub.aclose()
+
+    async def aclose(self) -> None:
+        self._closed = True
+
+    async def __aenter__(self) -> EventStream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
 
 class SessionManager(ManagerCore):
@@ -179,3 +261,17 @@ class SessionManager(ManagerCore):
 
     async def connections_of(self, uid: int) -> list[tuple[str, str, str | None]]:
         return await run(self.client, self._connections_of_flow(uid))
+
+    async def beat(self, server: str, lapse_seconds: int = LAPSE_SECONDS) -> None:
+        await run(self.client, presence_beat(self, server, lapse_seconds))
+
+    def keep_alive(self, server: str, every: float = BEAT_SECONDS) -> Presence:
+        """``async with manager.keep_alive(server):`` keeps its presence alive."""
+        return Presence(self, server, every)
+
+    async def forget_server(self, server: str) -> None:
+        await run(self.client, presence_forget(self, server))
+
+    def events(self, poll: float = 0.5) -> EventStream:
+        """``async for event in manager.events():`` the session events from now on."""
+        return EventStream(self, poll)

@@ -14,7 +14,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import logging
+import threading
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import redis
@@ -23,9 +25,19 @@ from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
 from dce_session._flows import Call, ConnectionCore, Flow, ManagerCore, SessionCore
 from dce_session._flows.calls import Pipeline, store_error
+from dce_session._flows.connection import (
+    BEAT_SECONDS,
+    LAPSE_SECONDS,
+    SessionEvent,
+    lapse_for,
+    presence_beat,
+    presence_forget,
+)
 from dce_session.errors import StoreError
 
-__all__ = ["Connection", "Session", "SessionManager"]
+__all__ = ["Connection", "EventStream", "Presence", "Session", "SessionEvent", "SessionManager"]
+
+log = logging.getLogger("dce_session")
 
 T = TypeVar("T")
 
@@ -186,8 +198,74 @@ class Connection(ConnectionCore):
         return self._request(Session, sid)
 
     def disconnect(self) -> bool:
-        """Remove this connection's server/client binding; True when it was stored."""
-        return run(self._manager.client, self._disconnect_flow())
+        """Remove this connection's binding (only this one); True when it was stored."""
+        return run(self._manager.client, self._disconnect_flow(Session))
+
+
+class Presence:
+    """A server's presence, kept alive by a daemon thread (``keep_alive``): one
+    beat every ``every`` seconds; ``close()`` (or leaving the ``with`` block)
+    stops it and forgets the server, so its connections are no longer
+    reported. A beat that fails is logged and retried at the next one."""
+
+    def __init__(self, manager: SessionManager, server: str, every: float) -> None:
+        self.manager, self.server, self.every = manager, server, every
+        self._stopped = threading.Event()
+        manager.beat(server, lapse_seconds=lapse_for(every))
+        self._thread = threading.Thread(target=self._beat, name=f"dce-presence {server}",
+                                        daemon=True)
+        self._thread.start()
+
+    def _beat(self) -> None:
+        while not self._stopped.wait(self.every):
+            try:
+                self.manager.beat(self.server, lapse_seconds=lapse_for(self.every))
+            except StoreError as error:
+                log.warning("presence of %s: beat failed (%s)", self.server, error)
+
+    def close(self) -> None:
+        """Stop beating and forget the server (its connections drop out at once)."""
+        self._stopped.set()
+        self._thread.join()
+        self.manager.forget_server(self.server)
+
+    def __enter__(self) -> Presence:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class EventStream:
+    """Session events as they are published (``SessionManager.events()``):
+    iterate it (blocking); ``close()`` ends the iteration within ``poll``
+    seconds, from any thread."""
+
+    def __init__(self, manager: SessionManager, poll: float = 0.5) -> None:
+        self._pubsub = manager.client.pubsub(ignore_subscribe_messages=True)
+        self._pubsub.subscribe(manager.events_channel)
+        self._poll, self._closed = poll, threading.Event()
+
+    def __iter__(self) -> Iterator[SessionEvent]:
+        try:
+            while not self._closed.is_set():
+                try:
+                    message = self._pubsub.get_message(timeout=self._poll)
+                except (RedisError, RedisClusterException) as error:
+                    raise store_error(error) from error
+                if message is not None and message.get("type") == "message":
+                    yield SessionEvent.parse(message["data"])
+        finally:
+            self._pubsub.close()
+
+    def close(self) -> None:
+        self._closed.set()
+
+    def __enter__(self) -> EventStream:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 class SessionManager(ManagerCore):
@@ -225,5 +303,23 @@ class SessionManager(ManagerCore):
         return Connection(self, sid, server, client)
 
     def connections_of(self, uid: int) -> list[tuple[str, str, str | None]]:
-        """``(sid, server, client)`` of user ``uid``'s bound live sessions."""
+        """``(sid, server, client)`` of each live connection of user ``uid``."""
         return run(self.client, self._connections_of_flow(uid))
+
+    def beat(self, server: str, lapse_seconds: int = LAPSE_SECONDS) -> None:
+        """One presence beat: ``server``'s connections stay reported for
+        ``lapse_seconds`` more (``keep_alive`` beats for you)."""
+        run(self.client, presence_beat(self, server, lapse_seconds))
+
+    def keep_alive(self, server: str, every: float = BEAT_SECONDS) -> Presence:
+        """Keep ``server``'s presence alive from a background thread until closed."""
+        return Presence(self, server, every)
+
+    def forget_server(self, server: str) -> None:
+        """``server``'s connections are no longer reported, at once (it died)."""
+        run(self.client, presence_forget(self, server))
+
+    def events(self, poll: float = 0.5) -> EventStream:
+        """The session events published from now on (logout, logout_everywhere,
+        destroy, rotate, sync): iterate the returned stream."""
+        return EventStream(self, poll)

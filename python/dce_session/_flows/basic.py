@@ -57,7 +57,7 @@ class BasicFlows(SessionState):
 
     def _fields_flow(self, touch: bool) -> Flow[dict[str, str]]:
         """The snapshot, loading it (one round trip) or touching once as needed."""
-        if self._pending:  # a connection's binding rides on its first request's first operation
+        if self._binding:  # a connection's binding rides on its first request's first operation
             yield from self._write_flow([], [], touch)
         elif self._snapshot is None:
             yield from self._load_flow(touch)
@@ -82,6 +82,10 @@ class BasicFlows(SessionState):
         return {name: decode_value(raw) for name, raw in fields.items() if name not in hidden}
 
     def _touch_flow(self) -> Flow[bool]:
+        if self._binding:  # a connection's first request: the binding rides along
+            self._touched = False
+            yield from self._write_flow([], [], True)
+            return self._state is State.STORED
         touched = Touched.parse((yield ScriptCall(_scripts.TOUCH, (self.key,), self._header())))
         self._touched = True
         if not touched.outcome.acted:
@@ -100,19 +104,19 @@ class BasicFlows(SessionState):
         """HSET ``pairs`` and HDEL ``deletions`` in one step; how many were deleted
         (``counted``: the caller returns that count, so a replay must see it)."""
         self._check_alive()
-        pairs = self._pending + pairs
-        if self._state is State.UNSTORED and not pairs:
+        if self._state is State.UNSTORED and not pairs and not self._binding:
             return 0  # nothing stored, nothing to delete
         manager = self._manager
         mode = _WRITE_MODE[self._state]
         fallback = manager.fresh_sid(manager.ttl_minutes, self.key) if mode == "fallback" else ""
         wants_touch = touch and not self._touched
-        asked = self._snapshot is None
+        asked = self._snapshot is None or self._binding is not None
         record = manager.replay_record(self.key) if counted else ""
         keys = (self.key, session_key(manager.sid_name, fallback)) if fallback else (self.key,)
         written = Written.parse((yield ScriptCall(_scripts.WRITE, keys, (
             *self._header(), mode, fallback, manager.ttl_minutes * 60, int(wants_touch),
-            int(asked), record, len(pairs) // 2, *pairs, *deletions))), asked)
+            int(asked), record, *self._binding_args(), len(pairs) // 2, *pairs, *deletions))),
+            asked)
         if not written.outcome.acted:
             self._end()
             raise self._destroyed()

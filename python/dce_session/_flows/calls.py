@@ -71,10 +71,11 @@ def store_error(error: BaseException) -> StoreError:
     return wrapped
 
 
-def batch(calls: list[ScriptCall]) -> Flow[list[Any]]:
-    """Run many scripts in one pipeline (again with EVAL for any the server had
-    not loaded): one reply per call, or the :class:`StoreError` it failed with."""
-    keys = tuple(call.keys[0] for call in calls)
+def batch(calls: list[ScriptCall | Command]) -> Flow[list[Any]]:
+    """Run many calls in one pipeline (scripts the server had not loaded again
+    with EVAL): one reply per call, or the :class:`StoreError` it failed with."""
+    keys = tuple(call.keys[0] if isinstance(call, ScriptCall) else str(call.args[1])
+                 for call in calls)
     replies: list[Any] = list((yield Pipeline(tuple(call.wire() for call in calls), keys)))
     again = [index for index, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
     if again:
@@ -266,14 +267,12 @@ class Renewed(NamedTuple):
 
 class Checked(NamedTuple):
     """``each_session``: whether the session is a live one of that uid, and its
-    connection binding (server, client) for the 'connections' action."""
+    bindings field (raw JSON) for the 'connections' action."""
 
     live: bool
-    server: str | None
-    client: str | None
+    bindings: str | None
 
     @classmethod
     def parse(cls, reply: list[Any]) -> Checked:
-        bound = [None if item is None else text(item) for item in reply[1:3]]
-        bound += [None] * (2 - len(bound))
-        return cls(bool(int(reply[0])), bound[0], bound[1])
+        raw = reply[1] if len(reply) > 1 else None
+        return cls(bool(int(reply[0])), None if raw is None else text(raw))

@@ -1,13 +1,18 @@
-"""Connection sessions: the root of a long connection (websocket and the like)."""
+"""Connection sessions: long connections (websockets and the like), one
+binding per connection, the servers' presence, and session events."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, TypeVar
+import dataclasses
+import json
+import secrets
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from dce_session._core import is_valid_sid, session_key
-from dce_session._flows.calls import Command, Flow
+from dce_session import _scripts
+from dce_session._core import is_valid_sid
+from dce_session._flows.calls import Command, Flow, ScriptCall, batch, text
 from dce_session._flows.settings import redact
-from dce_session.errors import ConfigError
+from dce_session.errors import ConfigError, StoreError
 
 if TYPE_CHECKING:
     from dce_session._flows.index import ManagerCore
@@ -15,17 +20,29 @@ if TYPE_CHECKING:
 
 S = TypeVar("S", bound="SessionState")
 
+#: Seconds between presence beats, and after which a silent server's
+#: connections are no longer reported (``keep_alive``).
+BEAT_SECONDS = 5.0
+LAPSE_SECONDS = 15
+PRESENCE_TTL = 7 * 86400  # the presence zset outlives any gap between beats
+
+
+def lapse_for(every: float) -> int:
+    """The lapse of a presence beating every ``every`` seconds: three beats."""
+    return max(int(3 * every), 1)
 
 class ConnectionCore:
     """The root of a long connection: its sid follows its request sessions.
 
     ``id`` starts as the sid the connection presented (a fresh one when it is
-    absent or malformed); the first request writes ``server``/``client`` into
-    its session; a request session that regenerates (or is forwarded to a
-    rotated sid's successor) moves ``id``.
+    absent or malformed). Each connection is its own binding (``binding_id``)
+    in its session's hash: the first request's first store operation writes
+    it (and the dce fields ``$server``/``$client``), ``disconnect()`` removes
+    exactly it. A request session that regenerates (or is forwarded to a
+    rotated sid's successor) moves ``id``; the bindings move with the data.
     """
 
-    __slots__ = ("_bound", "_generated", "_manager", "client", "id", "server")
+    __slots__ = ("_bound", "_generated", "_manager", "binding_id", "client", "id", "server")
 
     def __init__(self, manager: ManagerCore, sid: object, server: str,
                  client: str | None) -> None:
@@ -38,18 +55,11 @@ class ConnectionCore:
         self._generated = not valid  # our own fresh sid: its session is newborn
         self.id = str.__str__(sid) if isinstance(sid, str) and valid \
             else manager.fresh_sid(manager.ttl_minutes)
+        #: This connection's entry in its session's bindings.
+        self.binding_id = secrets.token_hex(8)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {redact(self.id)} on {self.server}>"
-
-    def _binding(self) -> list[str]:
-        """The fields the first request writes: where this connection is held."""
-        if self._bound:
-            return []
-        pairs = [self._manager.server_field, self.server]
-        if self.client is not None:
-            pairs += (self._manager.client_field, self.client)
-        return pairs
 
     def _request(self, session_type: type[S], sid: object) -> S:
         """A request session of ``session_type``, attached to this connection."""
@@ -59,12 +69,89 @@ class ConnectionCore:
         else:
             session = session_type(self._manager, self.id if sid is None else sid, None)
         session._connection = self
-        session._pending = self._binding()
+        if not self._bound:
+            session._binding = (self.binding_id, self.server, self.client or "")
         return session
 
-    def _disconnect_flow(self) -> Flow[bool]:
-        manager = self._manager
-        removed = yield Command(("HDEL", session_key(manager.sid_name, self.id),
-                                 manager.server_field, manager.client_field))
+    def _disconnect_flow(self, session_type: type[SessionState]) -> Flow[bool]:
+        session = session_type(self._manager, self.id, None)
+        session._binding = (self.binding_id, "", "")
+        removed = yield ScriptCall(_scripts.DISCONNECT, (session.key,),
+                                   (*session._header(), *session._binding_args()))
         self._bound = False
-        return int(removed) > 0
+        return bool(int(removed))
+
+
+def bindings_of(sid: str, raw: Any) -> list[tuple[str, str, str | None]]:
+    """``(sid, server, client)`` of each binding in a stored bindings field."""
+    if raw is None:
+        return []
+    try:
+        bindings = json.loads(text(raw))
+    except ValueError:
+        return []
+    if not isinstance(bindings, dict):
+        return []
+    return [(sid, str(held[0]), None if held[1] is None else str(held[1]))
+            for held in bindings.values() if isinstance(held, list) and len(held) == 2]
+
+
+def present(connections: list[tuple[str, str, str | None]], presence: list[Any],
+            now: int) -> list[tuple[str, str, str | None]]:
+    """The connections whose server's presence has not lapsed (a server that
+    never kept a presence counts as present). ``presence``: ZRANGE WITHSCORES."""
+    if presence and isinstance(presence[0], list):  # RESP3: [[member, score], ...]
+        presence = [item for pair in presence for item in pair]
+    flat = [text(item) for item in presence]
+    lapsed = {flat[i] for i in range(0, len(flat), 2) if float(flat[i + 1]) < now}
+    return [connection for connection in connections if connection[1] not in lapsed]
+
+
+def presence_beat(manager: ManagerCore, server: str, lapse_seconds: int) -> Flow[None]:
+    """One beat of ``server``'s presence: alive for ``lapse_seconds`` more."""
+    yield from _presence(manager, server, manager.now() + lapse_seconds)
+
+
+def _presence(manager: ManagerCore, server: str, until: int) -> Flow[None]:
+    replies = yield from batch([Command(("ZADD", manager.presence_key, until, server)),
+                                Command(("EXPIRE", manager.presence_key, PRESENCE_TTL))])
+    for reply in replies:
+        if isinstance(reply, StoreError):
+            raise reply
+
+
+def presence_forget(manager: ManagerCore, server: str) -> Flow[None]:
+    """``server``'s presence lapsed now: its connections are no longer reported."""
+    yield from _presence(manager, server, 0)
+
+
+@dataclasses.dataclass(frozen=True)
+class SessionEvent:
+    """A change published by the script that made it (``manager.events()``).
+
+    ``kind``: ``"destroy"``, ``"logout"``, ``"logout_everywhere"``, ``"rotate"``
+    (``sid`` -> ``new_sid``) or ``"sync"``; ``sid`` / ``sids`` the sessions
+    concerned, ``uid`` the user when known.
+
+    >>> event = SessionEvent.parse('{"event":"logout","sid":"AB","uid":"7"}')
+    >>> event.kind, event.uid, event.concerns("AB")
+    ('logout', 7, True)
+    """
+
+    kind: str
+    sid: str | None = None
+    new_sid: str | None = None
+    uid: int | None = None
+    sids: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(cls, message: Any) -> SessionEvent:
+        data = json.loads(text(message))
+        sids = data.get("sids")
+        return cls(str(data["event"]), data.get("sid"), data.get("new_sid"),
+                   None if data.get("uid") is None else int(data["uid"]),
+                   tuple(sids) if isinstance(sids, list) else ())
+
+    def concerns(self, sid: str) -> bool:
+        """True when ``sid`` is one of the sessions this event is about."""
+        return sid == self.sid or sid in self.sids

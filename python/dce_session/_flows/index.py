@@ -23,6 +23,7 @@ from dce_session._flows.calls import (
     batch,
     text,
 )
+from dce_session._flows.connection import bindings_of, present
 from dce_session._flows.settings import Settings, redact, uid_text
 from dce_session.errors import StoreError
 
@@ -54,7 +55,7 @@ class IndexSteps:
         s = self.settings
         index = f"{s.user_prefix}:{uid}"
         return ScriptCall(script, (index,), (uid, s.sid_name, s.user_field, s.uid_field,
-                                             s.new_sid_field, *extra))
+                                             s.new_sid_field, s.events_channel, *extra))
 
     def sessions_of(self, uid: str) -> Flow[list[str]]:
         return [text(sid) for sid in (yield self._call(_scripts.SESSIONS_OF, uid))]
@@ -68,9 +69,17 @@ class IndexSteps:
 
     def connections_of(self, uid: str) -> Flow[Connections]:
         s = self.settings
-        flat = yield self._call(_scripts.CONNECTIONS_OF, uid, s.server_field, s.client_field)
-        return [(text(sid), text(server), None if client is None else text(client))
-                for sid, server, client in zip(flat[::3], flat[1::3], flat[2::3], strict=True)]
+        flat, presence = yield from batch([
+            self._call(_scripts.CONNECTIONS_OF, uid, s.bindings_field), self._presence()])
+        for reply in (flat, presence):
+            if isinstance(reply, StoreError):
+                raise reply
+        listed = [connection for sid, raw in zip(flat[::2], flat[1::2], strict=True)
+                  for connection in bindings_of(text(sid), raw)]
+        return present(listed, presence, s.now())
+
+    def _presence(self) -> Command:
+        return Command(("ZRANGE", self.settings.presence_key, 0, -1, "WITHSCORES"))
 
 
 class ClusterIndexSteps(IndexSteps):
@@ -114,8 +123,8 @@ class ClusterIndexSteps(IndexSteps):
         sids = sorted(text(sid) for sid in (yield Command(("SMEMBERS", index))))
         replies = (yield from batch([ScriptCall(
             _scripts.EACH_SESSION, (session_key(s.sid_name, sid),),
-            (uid, s.user_field, s.uid_field, s.new_sid_field, action, *extra))
-            for sid in sids])) if sids else []
+            (uid, s.user_field, s.uid_field, s.new_sid_field, s.events_channel, sid, action,
+             *extra)) for sid in sids])) if sids else []
         live: list[tuple[str, Checked]] = []
         gone: list[str] = []
         failed: list[StoreError] = []
@@ -151,9 +160,11 @@ class ClusterIndexSteps(IndexSteps):
 
     def connections_of(self, uid: str) -> Flow[Connections]:
         s = self.settings
-        live = yield from self._each(uid, "connections", s.server_field, s.client_field)
-        return [(sid, checked.server, checked.client) for sid, checked in live
-                if checked.server is not None]
+        live = yield from self._each(uid, "connections", s.bindings_field)
+        presence = yield self._presence()
+        listed = [connection for sid, checked in live
+                  for connection in bindings_of(sid, checked.bindings)]
+        return present(listed, presence, s.now())
 
 
 class ManagerCore(Settings):

@@ -120,7 +120,7 @@ class Settings:
         if not isinstance(client, self._client_types):
             names = " or ".join(f"{t.__module__}.{t.__qualname__}" for t in self._client_types)
             raise ConfigError(f"this SessionManager needs a {names}, not {type(client).__name__}")
-        self.client = client
+        self.client: Any = client
         #: True on a Redis Cluster: the user index then lies in another hash
         #: slot than the sessions (see ``index.ClusterIndexSteps``).
         self.cluster = isinstance(client, self._cluster_types)
@@ -148,8 +148,15 @@ class Settings:
         self.user_loader = user_loader
         self.renew = renew
         self.clock: Callable[[], float] = clock or time.time
+        #: The hash field of the connection bindings (one entry per connection).
+        self.bindings_field = f"{server_field}s"
+        if self.bindings_field in fields.values():
+            raise ConfigError(f"server_field {server_field!r} + 's' names another field")
         #: The field names only their operations write (``ReservedField``).
-        self.bookkeeping = frozenset(fields.values())
+        self.bookkeeping = frozenset((*fields.values(), self.bindings_field))
+        #: Pub/sub channel of session events (``events()``), zset of server presence.
+        self.events_channel = f"{self.sid_name}~events"
+        self.presence_key = f"{self.sid_name}~presence"
 
     # -- names -------------------------------------------------------------------
 

@@ -46,9 +46,9 @@ class SessionState:
     ``rotation``) build on it; the drivers add the public methods."""
 
     __slots__ = (
+        "_binding",
         "_connection",
         "_manager",
-        "_pending",
         "_presented",
         "_snapshot",
         "_state",
@@ -63,8 +63,9 @@ class SessionState:
     def __init__(self, manager: ManagerCore, presented: object, ttl_minutes: int | None) -> None:
         self._manager = manager
         self._connection: ConnectionCore | None = None
-        #: The connection binding that rides on the first write (connections).
-        self._pending: list[str] = []
+        #: The connection binding (id, server, client) that rides on the first
+        #: store operation of a connection's request (connections).
+        self._binding: tuple[str, str, str] | None = None
         #: The snapshot of the stored hash; None until loaded.
         self._snapshot: dict[str, str] | None = None
         #: The TTL was refreshed by this object (sessions touch once).
@@ -144,9 +145,9 @@ class SessionState:
         self._state, self._snapshot = State.UNSTORED, {}
 
     def _bound(self) -> None:
-        """The connection binding in ``_pending`` has been written."""
-        if self._pending and self._connection is not None:
-            self._connection._bound, self._pending = True, []
+        """The connection binding has been written."""
+        if self._binding and self._connection is not None:
+            self._connection._bound, self._binding = True, None
 
     def _destroyed(self) -> SessionDestroyed:
         return SessionDestroyed(f"session {redact(self.id)} was destroyed; nothing written")
@@ -164,7 +165,14 @@ class SessionState:
         """The ARGV every session script starts with (``lib.lua`` session_header)."""
         m = self._manager
         return (self.id, self._ttl_seconds(), m.sid_name, m.new_sid_field, m.forward_since(),
-                m.user_field, m.uid_field, m.script_prefix, m.mapping_ttl_seconds)
+                m.user_field, m.uid_field, m.script_prefix, m.mapping_ttl_seconds,
+                m.events_channel)
+
+    def _binding_args(self) -> tuple[Arg, ...]:
+        """The binding block of write/renew/disconnect (``lib.lua`` binding_args)."""
+        m = self._manager
+        binding_id, server, client = self._binding or ("", "", "")
+        return (m.bindings_field, m.server_field, m.client_field, binding_id, server, client)
 
     def _uid(self, fields: dict[str, str] | None = None) -> str | None:
         return self._manager.uid_of(self._snapshot if fields is None else fields)

@@ -34,14 +34,14 @@ class UserFlows(BasicFlows):
         self._check_alive()
         if needs_user and self._state is State.UNSTORED:
             raise NotLoggedIn("auto_login() needs a logged-in session")
-        pairs = self._pending + pairs
         ttl = self.ttl_minutes if ttl_minutes is None else check_ttl(ttl_minutes)
         manager = self._manager
         new_sid = manager.fresh_sid(ttl, self.key)
         renewed = Renewed.parse((yield ScriptCall(
             _scripts.RENEW, (self.key, session_key(manager.sid_name, new_sid)),
             (*self._header(), new_sid, ttl * 60, int(self._state is State.STORED),
-             int(destroy_old), int(needs_user), len(pairs) // 2, *pairs, *removals))))
+             int(destroy_old), int(needs_user), *self._binding_args(), len(pairs) // 2, *pairs,
+             *removals))))
         found = renewed.outcome in (Outcome.LIVE, Outcome.FORWARDING)
         if not found and renewed.status is not RenewStatus.REQUIRED_GONE:
             self._absent()  # unknown: never adopted (a presented sid settles as newborn)

@@ -5,7 +5,8 @@
 --         sid destroyed or ''}
 --         LIVE: destroyed; FORWARDING: the successor destroyed, and the
 --         presented key with it; other states: nothing to destroy.
--- Keeps   the index entry goes in the same step; a replay returns the
+-- Keeps   the index entry goes, and a 'destroy' event is published, in the
+--         same step; a replay returns the
 --         first execution's reply.
 local S = session_header()
 local record = ARGV[HEADER + 1]
@@ -17,6 +18,7 @@ if not at then return {found.state, 0, '', ''} end
 local uid = user_id(redis.call('HGET', at.key, S.user) or nil, S.uid) or ''
 destroy(S, at)
 if found.state == FORWARDING then redis.call('DEL', S.key) end
+publish(S.events, {event = 'destroy', sid = at.sid, uid = uid ~= '' and uid or nil})
 local reply = {found.state, 1, uid, at.sid}
 remember(record, cjson.encode(reply))
 return reply

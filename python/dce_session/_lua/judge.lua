@@ -11,7 +11,8 @@
 --         the first one's outcome. 'destroy' leaves a tombstone (an empty
 --         pointer) so that the sid keeps being refused, never becoming a
 --         newborn (SEMANTICS 3.9); 'reissue' moves the successor's data,
---         which holds every write made through either sid (3.3).
+--         which holds every write made through either sid (3.3). Events:
+--         'destroy' of the judged sid, 'rotate' of the reissued successor.
 local S = session_header()
 local action, expected, new_sid, refuse_seconds =
   ARGV[HEADER + 1], ARGV[HEADER + 2], ARGV[HEADER + 3], tonumber(ARGV[HEADER + 4])
@@ -25,7 +26,9 @@ if action == 'destroy' then
   redis.call('DEL', S.key)
   redis.call('HSET', S.key, S.pointer, '')
   redis.call('EXPIRE', S.key, refuse_seconds)
+  publish(S.events, {event = 'destroy', sid = S.sid})
   return {ENDED, refuse_seconds}
 end
 move(S, found.successor, new_key, new_sid, S.ttl, S.key, S.ttl)
+publish(S.events, {event = 'rotate', sid = found.successor.sid, new_sid = new_sid})
 return found_reply({at = {key = new_key, sid = new_sid, remaining = S.ttl}}, ROTATED)

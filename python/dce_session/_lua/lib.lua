@@ -51,14 +51,31 @@ local function hset_all(key, flat)
 end
 
 -- The header every session script's ARGV starts with (built by the flows'
--- SessionCore._header): S.key is KEYS[1], the presented session.
-local HEADER = 9
+-- SessionState._header): S.key is KEYS[1], the presented session.
+local HEADER = 10
 local function session_header()
   return {
     key = KEYS[1], sid = ARGV[1], ttl = tonumber(ARGV[2]), prefix = ARGV[3],
     pointer = ARGV[4], since = tonumber(ARGV[5]), user = ARGV[6], uid = ARGV[7],
-    index = ARGV[8], floor = tonumber(ARGV[9]),
+    index = ARGV[8], floor = tonumber(ARGV[9]), events = ARGV[10],
   }
+end
+
+-- Publish a session event (a table of strings) on the events channel, in the
+-- same step as the change it reports.
+local function publish(channel, event)
+  redis.call('PUBLISH', channel, cjson.encode(event))
+end
+
+-- Connection bindings: `field` (e.g. "$servers") holds a JSON object
+-- {binding id: [server, client or null]}, one entry per connection; the dce
+-- fields $server/$client keep the latest binding for dce readers.
+local function bind(key, field, server_field, client_field, id, server, client)
+  local bindings = cjson.decode(redis.call('HGET', key, field) or '{}')
+  bindings[id] = {server, client ~= '' and client or cjson.null}
+  redis.call('HSET', key, field, cjson.encode(bindings), server_field, server)
+  if client ~= '' then redis.call('HSET', key, client_field, client)
+  else redis.call('HDEL', key, client_field) end
 end
 
 -- The user index key of a stored user JSON, or nil. An empty S.index means
@@ -181,6 +198,37 @@ local function replayed(record)
 end
 local function remember(record, result)
   if record ~= '' then redis.call('SET', record, result, 'EX', REPLAY_SECONDS) end
+end
+
+-- The binding block of a script's ARGV at `at`: field, server field, client
+-- field, binding id ('' for none), server, client ('' for none).
+local function binding_args(at)
+  return {field = ARGV[at], server_field = ARGV[at + 1], client_field = ARGV[at + 2],
+          id = ARGV[at + 3], server = ARGV[at + 4], client = ARGV[at + 5]}
+end
+
+local function bind_at(key, B)
+  if B.id ~= '' then bind(key, B.field, B.server_field, B.client_field, B.id, B.server, B.client) end
+end
+
+-- Remove binding `id`; the dce fields then show another binding, or go.
+-- Returns 1 when it was there.
+local function unbind(key, field, server_field, client_field, id)
+  local raw = redis.call('HGET', key, field)
+  if not raw then return 0 end
+  local bindings = cjson.decode(raw)
+  if bindings[id] == nil then return 0 end
+  bindings[id] = nil
+  local other = nil
+  for _, held in pairs(bindings) do other = held end
+  if other == nil then
+    redis.call('HDEL', key, field, server_field, client_field)
+    return 1
+  end
+  redis.call('HSET', key, field, cjson.encode(bindings), server_field, other[1])
+  if other[2] ~= cjson.null then redis.call('HSET', key, client_field, other[2])
+  else redis.call('HDEL', key, client_field) end
+  return 1
 end
 
 -- The live sids of one user's index, pruning the rest (SEMANTICS 3.7): a

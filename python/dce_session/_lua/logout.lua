@@ -4,7 +4,8 @@
 -- Reply   {state, logged out (1|0), uid of the user that was logged in or
 --         '', sid acted on, the key exists after (1|0)}: LIVE and FORWARDING
 --         (the successor) act; other states: nothing.
--- Keeps   the index entry and the user field go in one step; a replay
+-- Keeps   the index entry and the user field go, and a 'logout' event is
+--         published, in one step; a replay
 --         returns the first execution's reply.
 local S = session_header()
 local record = ARGV[HEADER + 1]
@@ -18,6 +19,7 @@ if not user then return {found.state, 0, '', at.sid, 1} end
 local index = index_key(S, user)
 if index then redis.call('SREM', index, at.sid) end
 redis.call('HDEL', at.key, S.user)
+publish(S.events, {event = 'logout', sid = at.sid, uid = user_id(user, S.uid)})
 local reply = {found.state, 1, user_id(user, S.uid) or '', at.sid,
                redis.call('EXISTS', at.key)}
 remember(record, cjson.encode(reply))

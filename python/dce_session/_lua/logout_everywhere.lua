@@ -1,12 +1,13 @@
 -- logout_everywhere: destroy every live session of one user.
 -- KEYS[1] user index key
 -- ARGV    uid (decimal), session prefix, user field, uid field, pointer
---         field, replay record key
+--         field, events channel, replay record key
 -- Reply   how many live sessions were destroyed.
--- Keeps   the sessions and the index go in one step (a rotated sid that
+-- Keeps   the sessions and the index go, and a 'logout_everywhere' event is
+--         published, in one step (a rotated sid that
 --         forwarded to one of them is dead with it); a replay returns the
 --         first execution's count.
-local earlier = replayed(ARGV[6])
+local earlier = replayed(ARGV[7])
 if earlier then return tonumber(earlier) end
 local sids = live_sids(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
 in_slices(function(list, first, last)
@@ -15,5 +16,8 @@ in_slices(function(list, first, last)
   redis.call('DEL', unpack(keys))
 end, sids)
 redis.call('DEL', KEYS[1])
-if #sids > 0 then remember(ARGV[6], #sids) end
+if #sids > 0 then
+  publish(ARGV[6], {event = 'logout_everywhere', uid = ARGV[1], sids = sids})
+  remember(ARGV[7], #sids)
+end
 return #sids

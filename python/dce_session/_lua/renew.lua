@@ -1,8 +1,9 @@
 -- renew: copy a session under a fresh sid (regenerate, login, auto_login).
 -- KEYS[1] presented session key; KEYS[2] new session key
 -- ARGV    the session header (lib.lua), then: new sid, new ttl seconds,
---         must exist (1|0), destroy old (1|0), needs a user (1|0), n, then n
---         field/value pairs to set, then the fields to remove
+--         must exist (1|0), destroy old (1|0), needs a user (1|0), the
+--         binding block (lib.lua binding_args), n, then n field/value pairs
+--         to set, then the fields to remove
 -- Reply   {status, state, uid of the old session's user or '', sid of the
 --         old session acted on or ''}, then the
 --         new session's fields (flat) when written. state: what the
@@ -19,10 +20,12 @@
 --         and replies as the first execution did.
 local S = session_header()
 local new_key = KEYS[2]
-local new_sid, ttl, must_exist, destroy_old, needs_user, pairs_count =
+local new_sid, ttl, must_exist, destroy_old, needs_user =
   ARGV[HEADER + 1], tonumber(ARGV[HEADER + 2]), ARGV[HEADER + 3], ARGV[HEADER + 4],
-  ARGV[HEADER + 5], tonumber(ARGV[HEADER + 6])
-local first = HEADER + 7
+  ARGV[HEADER + 5]
+local binding = binding_args(HEADER + 6)
+local pairs_count = tonumber(ARGV[HEADER + 12])
+local first = HEADER + 13
 
 local function with_fields(reply, key)
   for _, item in ipairs(redis.call('HGETALL', key)) do reply[#reply + 1] = item end
@@ -64,12 +67,11 @@ if destroy_old == '1' and at then
   destroy(S, at)
   if found.state == FORWARDING then redis.call('DEL', S.key) end
 end
-if #flat == 0 then return {2, found.state, old_uid, old_sid} end
+if #flat == 0 and binding.id == '' then return {2, found.state, old_uid, old_sid} end
 
 hset_all(new_key, flat)
+bind_at(new_key, binding)
 redis.call('EXPIRE', new_key, ttl)
 local index = index_key(S, redis.call('HGET', new_key, S.user) or nil)
 if index then index_add(index, new_sid, ttl, S.floor) end
-local reply = {1, found.state, old_uid, old_sid}
-for _, item in ipairs(flat) do reply[#reply + 1] = item end
-return reply
+return with_fields({1, found.state, old_uid, old_sid}, new_key)

@@ -11,7 +11,8 @@
 --         first rotates, the others find it FORWARDING); the copy and the
 --         pointer are one step, so no write is lost; the old key keeps only
 --         the pointer, leaves the user index, and gets the session TTL from
---         now, never extended (SEMANTICS 3.2).
+--         now, never extended (SEMANTICS 3.2); a 'rotate' event goes out in
+--         the same step.
 local S = session_header()
 local new_key, new_sid = KEYS[2], ARGV[HEADER + 1]
 if redis.call('EXISTS', new_key) == 1 then
@@ -20,4 +21,5 @@ end
 local found = resolve(S)
 if found.state ~= LIVE then return found_reply(found) end
 move(S, found.at, new_key, new_sid, S.ttl, S.key, S.ttl)
+publish(S.events, {event = 'rotate', sid = S.sid, new_sid = new_sid})
 return found_reply({at = {key = new_key, sid = new_sid, remaining = S.ttl}}, ROTATED)

@@ -2,8 +2,9 @@
 -- KEYS[1] session key; KEYS[2] fallback key (only with mode 'fallback')
 -- ARGV    the session header (lib.lua), then: mode, fallback sid, fallback
 --         ttl seconds, touch (1|0), reply fields (1|0), replay record key
---         ('' for none), n, then n field/value pairs to set, then the
---         fields to delete
+--         ('' for none), the binding block (lib.lua binding_args: a
+--         connection's first request binds it), n, then n field/value pairs
+--         to set, then the fields to delete
 --   mode  'existing': the session this object found or created: written
 --                     when LIVE, or in its successor when FORWARDING; else
 --                     nothing is written (no resurrection);
@@ -20,10 +21,12 @@
 --         forwarded write does not touch the successor; a replay returns
 --         the first execution's deleted count.
 local S = session_header()
-local mode, fallback_sid, fallback_ttl, wants_touch, wants_fields, record, pairs_count =
+local mode, fallback_sid, fallback_ttl, wants_touch, wants_fields, record =
   ARGV[HEADER + 1], ARGV[HEADER + 2], tonumber(ARGV[HEADER + 3]), ARGV[HEADER + 4],
-  ARGV[HEADER + 5], ARGV[HEADER + 6], tonumber(ARGV[HEADER + 7])
-local first = HEADER + 8
+  ARGV[HEADER + 5], ARGV[HEADER + 6]
+local binding = binding_args(HEADER + 7)
+local pairs_count = tonumber(ARGV[HEADER + 13])
+local first = HEADER + 14
 local found = resolve(S)
 local at, state = found.at, found.state
 if not at then
@@ -40,6 +43,7 @@ local sets, deletions = {}, {}
 for index = first, set_end do sets[#sets + 1] = ARGV[index] end
 for index = set_end + 1, #ARGV do deletions[#deletions + 1] = ARGV[index] end
 hset_all(at.key, sets)
+bind_at(at.key, binding)
 local deleted = 0
 in_slices(function(list, from, to)
   deleted = deleted + redis.call('HDEL', at.key, unpack(list, from, to))

@@ -1,0 +1,201 @@
+"""Connections for websocket fleets (issue 9): one binding per connection,
+server presence (lapse and forget_server), and session events published by
+the scripts that make the changes. Both doors."""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from dce_session import RenewPolicy, SessionEvent
+from dce_session.errors import ReservedField
+
+A, B = "10.0.0.1:8000", "10.0.0.2:8000"
+USER = {"id": 42}
+
+
+async def logged_in(manager: Any, call: Any, **data: Any) -> str:
+    session = manager.new()
+    if data:
+        await call(session.update(data))
+    return str(await call(session.login(USER)))
+
+
+async def bind(manager: Any, call: Any, sid: str, server: str, client: str) -> Any:
+    connection = manager.connect(sid, server, client)
+    assert await call(connection.request().touch())
+    return connection
+
+
+async def test_two_tabs_on_two_servers_are_two_bindings(make_manager: Any, call: Any,
+                                                        store: Any) -> None:
+    manager = make_manager()
+    sid = await logged_in(manager, call)
+    tab_a = await bind(manager, call, sid, A, "1.1.1.1:1")
+    tab_b = await bind(manager, call, sid, B, "2.2.2.2:2")
+    assert sorted(await call(manager.connections_of(42))) == [
+        (sid, A, "1.1.1.1:1"), (sid, B, "2.2.2.2:2")]
+    assert store.hget(f"dcesid:{sid}", "$server") == B  # the dce field: the latest binding
+    assert await call(tab_b.disconnect()) is True
+    assert await call(manager.connections_of(42)) == [(sid, A, "1.1.1.1:1")]
+    assert store.hget(f"dcesid:{sid}", "$server") == A
+    assert await call(tab_b.disconnect()) is False  # only its own, once
+    assert await call(tab_a.disconnect()) is True
+    assert await call(manager.connections_of(42)) == []
+    assert store.hgetall(f"dcesid:{sid}") == {"$user": '{"id":42}'}
+
+
+async def test_bindings_follow_a_rotation_and_a_disconnect_through_the_old_sid(
+        make_manager: Any, call: Any, store: Any) -> None:
+    now = [1_800_000_000]
+    manager = make_manager(renew=RenewPolicy(), clock=lambda: now[0])
+    sid = await logged_in(manager, call)
+    tab_a = await bind(manager, call, sid, A, "1.1.1.1:1")
+    tab_b = await bind(manager, call, sid, B, "2.2.2.2:2")
+    now[0] += 600
+    message = tab_a.request()
+    assert await call(message.try_renew()) is True
+    new = message.id
+    assert tab_a.id == new
+    assert tab_b.id == sid  # tab B has not heard of the rotation yet
+    assert sorted(await call(manager.connections_of(42))) == [
+        (new, A, "1.1.1.1:1"), (new, B, "2.2.2.2:2")]
+    assert await call(tab_b.disconnect()) is True  # forwarded to the successor
+    assert await call(manager.connections_of(42)) == [(new, A, "1.1.1.1:1")]
+
+
+async def test_a_lapsed_or_forgotten_server_is_not_reported(make_manager: Any, call: Any,
+                                                            store: Any) -> None:
+    now = [1_800_000_000]
+    manager = make_manager(clock=lambda: now[0])
+    sid = await logged_in(manager, call)
+    await bind(manager, call, sid, A, "1.1.1.1:1")
+    await bind(manager, call, sid, B, "2.2.2.2:2")
+    await call(manager.beat(A, lapse_seconds=15))
+    now[0] += 15
+    assert len(await call(manager.connections_of(42))) == 2
+    now[0] += 1  # A stopped beating: lapsed
+    assert await call(manager.connections_of(42)) == [(sid, B, "2.2.2.2:2")]
+    await call(manager.beat(A, lapse_seconds=15))  # back
+    assert len(await call(manager.connections_of(42))) == 2
+    await call(manager.forget_server(B))  # B died: gone at once
+    assert await call(manager.connections_of(42)) == [(sid, A, "1.1.1.1:1")]
+    assert store.ttl("dcesid~presence") > 0
+
+
+async def test_keep_alive_beats_and_forgets_on_close(make_manager: Any, store: Any,
+                                                     door: str) -> None:
+    manager = make_manager()
+    if door == "sync":
+        with manager.keep_alive(A, every=0.05) as presence:
+            assert presence.server == A
+            assert store.zscore("dcesid~presence", A) > manager.now()
+    else:
+        async with manager.keep_alive(A, every=0.05) as presence:
+            assert presence.server == A
+            assert store.zscore("dcesid~presence", A) > manager.now()
+            await asyncio.sleep(0.12)  # a beat or two happen in the background task
+            assert store.zscore("dcesid~presence", A) > manager.now()
+    assert store.zscore("dcesid~presence", A) == 0  # a clean stop forgets the server
+
+
+async def test_the_bindings_field_is_reserved(make_manager: Any, call: Any) -> None:
+    session = make_manager().new()
+    with pytest.raises(ReservedField):
+        await call(session.set("$servers", {}))
+
+
+# -- events ---------------------------------------------------------------------------
+
+
+class Listener:
+    """Collects the events of a manager's stream in the background."""
+
+    def __init__(self, manager: Any, door: str) -> None:
+        self.events: queue.Queue[SessionEvent] = queue.Queue()
+        self.stream = manager.events(poll=0.05)
+        self.door = door
+        self.task: Any = None
+
+    async def start(self, store: Any) -> None:
+        subscribed = threading.Event()
+        if self.door == "sync":
+            def listen() -> None:
+                for event in self.stream:
+                    self.events.put(event)
+            self.task = threading.Thread(target=listen, daemon=True)
+            self.task.start()
+        else:
+            async def listen() -> None:
+                async for event in self.stream:
+                    self.events.put(event)
+            self.task = asyncio.create_task(listen())
+        while store.pubsub_numsub("dcesid~events")[0][1] == 0:  # subscribed
+            subscribed.wait(0.01)
+            await asyncio.sleep(0)
+
+    async def next(self) -> SessionEvent:
+        for _ in range(200):
+            try:
+                return self.events.get_nowait()
+            except queue.Empty:
+                await asyncio.sleep(0.01)
+        raise AssertionError("no event within 2 s")
+
+    async def stop(self) -> None:
+        if self.door == "sync":
+            self.stream.close()
+            self.task.join(timeout=2)
+        else:
+            await self.stream.aclose()
+            await asyncio.wait_for(self.task, 2)
+
+
+@pytest.fixture
+async def listener(make_manager: Any, door: str, store: Any) -> Iterator[Any]:
+    now = [1_800_000_000]
+    manager = make_manager(renew=RenewPolicy(), clock=lambda: now[0])
+    manager.test_now = now
+    watching = Listener(manager, door)
+    await watching.start(store)
+    yield manager, watching
+    await watching.stop()
+
+
+async def test_every_ending_and_change_is_published(listener: Any, call: Any) -> None:
+    manager, watching = listener
+    first = await logged_in(manager, call, cart=[1])
+    second = await logged_in(manager, call)
+    assert await call(manager.sync({"id": 42, "name": "new"})) == 2
+    event = await watching.next()
+    assert (event.kind, event.uid, sorted(event.sids)) == ("sync", 42, sorted([first, second]))
+    assert await call(manager.open(first).logout()) is True
+    event = await watching.next()
+    assert (event.kind, event.sid, event.uid) == ("logout", first, 42)
+    assert await call(manager.open(first).destroy()) is True
+    event = await watching.next()
+    assert (event.kind, event.sid) == ("destroy", first)
+    manager.test_now[0] += 600
+    rotating = manager.open(second)
+    assert await call(rotating.try_renew()) is True
+    event = await watching.next()
+    assert (event.kind, event.sid, event.new_sid) == ("rotate", second, rotating.id)
+    assert await call(manager.logout_everywhere(42)) == 1
+    event = await watching.next()
+    assert (event.kind, event.uid, event.sids) == ("logout_everywhere", 42, (rotating.id,))
+    assert event.concerns(rotating.id)
+
+
+async def test_no_event_for_a_change_that_did_not_happen(listener: Any, call: Any) -> None:
+    manager, watching = listener
+    assert await call(manager.logout_everywhere(42)) == 0
+    assert await call(manager.new().destroy()) is False
+    assert await call(manager.sync({"id": 42})) == 0
+    sid = await logged_in(manager, call)
+    assert await call(manager.open(sid).destroy()) is True
+    event = await watching.next()  # the first event is the only real change
+    assert (event.kind, event.sid) == ("destroy", sid)
