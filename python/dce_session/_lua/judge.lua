@@ -29,6 +29,6 @@ if action == 'destroy' then
   publish(S.events, {event = 'destroy', sid = S.sid})
   return {ENDED, refuse_seconds}
 end
-move(S, found.successor, new_key, new_sid, S.ttl, S.key, S.ttl)
+local flat = move(S, found.successor, new_key, new_sid, S.ttl, S.key, S.ttl)
 publish(S.events, {event = 'rotate', sid = found.successor.sid, new_sid = new_sid})
-return found_reply({at = {key = new_key, sid = new_sid, remaining = S.ttl}}, ROTATED)
+return found_reply({at = {key = new_key, sid = new_sid, remaining = S.ttl}}, ROTATED, flat)

@@ -97,6 +97,13 @@ local function index_add(index, sid, ttl_seconds, floor_seconds)
   if redis.call('TTL', index) < want then redis.call('EXPIRE', index, want) end
 end
 
+-- The index upkeep of a touch: one TTL read, and SADD + EXPIRE only when
+-- the index would otherwise expire before the session (or is gone). The
+-- scripts keep membership themselves; this heals an evicted index.
+local function index_touch(index, sid, ttl_seconds, floor_seconds)
+  if redis.call('TTL', index) < ttl_seconds then index_add(index, sid, ttl_seconds, floor_seconds) end
+end
+
 -- Lifecycle states (SEMANTICS Part 3), as replies report them; ROTATED and
 -- FALLBACK are outcomes of a write, reported with the key written to.
 local GONE, LIVE, FORWARDING, SUPERSEDED, ENDED, ROTATED, FALLBACK = 0, 1, 2, 3, 4, 5, 6
@@ -105,25 +112,45 @@ local function is_sid(text)
   return #text >= 76 and #text <= 84 and not string.find(text, '[^0-9A-Fa-f]')
 end
 
--- The state of the presented key, one hop deep. Returns a table:
--- state; at = {key, sid, ttl, remaining} of the session an operation acts
--- on (LIVE: the key itself; FORWARDING: its successor; else nil);
--- remaining = the presented key's TTL; pointer; successor (SUPERSEDED).
-local function resolve(S)
-  local remaining = redis.call('TTL', S.key)
-  if remaining == -2 then return {state = GONE, remaining = -2} end
-  local pointer = redis.call('HGET', S.key, S.pointer)
-  if not pointer then
-    return {state = LIVE, remaining = remaining,
-            at = {key = S.key, sid = S.sid, ttl = S.ttl, remaining = remaining}}
+-- What the presented key holds, read with the fewest commands: {pointer,
+-- user, exists}. `fields` (a flat HGETALL already read) costs nothing more.
+local function probe(S, fields)
+  if fields then
+    local held = {exists = #fields > 0}
+    for index = 1, #fields, 2 do
+      if fields[index] == S.pointer then held.pointer = fields[index + 1]
+      elseif fields[index] == S.user then held.user = fields[index + 1] end
+    end
+    return held
   end
-  local found = {state = ENDED, remaining = remaining, pointer = pointer}
+  local values = redis.call('HMGET', S.key, S.pointer, S.user)
+  if values[1] then return {pointer = values[1], exists = true} end
+  if values[2] then return {user = values[2], exists = true} end
+  return {exists = redis.call('EXISTS', S.key) == 1}
+end
+
+-- The state of the presented key, one hop deep. Returns a table: state;
+-- at = {key, sid, ttl, user, remaining} of the session an operation acts on
+-- (LIVE: the key itself; FORWARDING: its successor; else nil); for rotated
+-- keys: remaining = the presented key's TTL, pointer, successor
+-- (SUPERSEDED). A live key's remaining TTL is not read (-1: unused).
+local function resolve(S, fields)
+  local held = probe(S, fields)
+  if not held.exists then return {state = GONE, remaining = -2} end
+  if not held.pointer then
+    return {state = LIVE, remaining = -1,
+            at = {key = S.key, sid = S.sid, ttl = S.ttl, user = held.user, remaining = -1}}
+  end
+  local pointer = held.pointer
+  local found = {state = ENDED, remaining = redis.call('TTL', S.key), pointer = pointer}
   if not is_sid(pointer) then return found end
   local key = S.prefix .. ':' .. pointer
   local successor_remaining = redis.pcall('TTL', key)
   if type(successor_remaining) ~= 'number' or successor_remaining == -2 then return found end
-  if redis.call('HEXISTS', key, S.pointer) == 1 then return found end
+  local successor_held = redis.call('HMGET', key, S.pointer, S.user)
+  if successor_held[1] then return found end
   local successor = {key = key, sid = pointer, remaining = successor_remaining,
+                     user = successor_held[2] or nil,
                      ttl = tonumber(string.sub(pointer, 65, 68), 16) * 60}
   if tonumber(string.sub(pointer, 69), 16) >= S.since then
     found.state, found.at = FORWARDING, successor
@@ -133,28 +160,29 @@ local function resolve(S)
   return found
 end
 
--- EXPIRE a live session; when logged in, keep its index entry alive.
-local function touch(S, at, user_json)
+-- EXPIRE a live session; when logged in, keep its index alive.
+local function touch(S, at)
   redis.call('EXPIRE', at.key, at.ttl)
-  local index = index_key(S, user_json)
-  if index then index_add(index, at.sid, at.ttl, S.floor) end
+  local index = index_key(S, at.user)
+  if index then index_touch(index, at.sid, at.ttl, S.floor) end
 end
 
 -- Remove a live session and its entry in its user's index.
 local function destroy(S, at)
-  local index = index_key(S, redis.call('HGET', at.key, S.user) or nil)
+  local index = index_key(S, at.user)
   if index then redis.call('SREM', index, at.sid) end
   redis.call('DEL', at.key)
 end
 
 -- The reply of a load: {state, remaining, sid, fields...} for LIVE,
--- FORWARDING and ROTATED (the session acted on); {SUPERSEDED, remaining,
--- successor sid, successor remaining}; {GONE or ENDED, remaining}.
-local function found_reply(found, state)
+-- FORWARDING and ROTATED (the session acted on; `flat` when already read);
+-- {SUPERSEDED, remaining, successor sid, successor remaining}; {GONE or
+-- ENDED, remaining}.
+local function found_reply(found, state, flat)
   local at = found.at
   if at then
     local reply = {state or found.state, at.remaining, at.sid}
-    for _, item in ipairs(redis.call('HGETALL', at.key)) do reply[#reply + 1] = item end
+    for _, item in ipairs(flat or redis.call('HGETALL', at.key)) do reply[#reply + 1] = item end
     return reply
   end
   if found.successor then
@@ -165,18 +193,12 @@ end
 
 -- Move a live session's data under a fresh key: the old key keeps only
 -- the pointer, with the session TTL from now (never extended later).
--- Returns the data (flat) and the user JSON.
+-- Returns the data (flat).
 local function move(S, from, new_key, new_sid, new_ttl, old_key, old_ttl)
-  local flat, user = {}, nil
-  local data = redis.call('HGETALL', from.key)
-  for index = 1, #data, 2 do
-    if data[index] == S.user then user = data[index + 1] end
-    flat[#flat + 1] = data[index]
-    flat[#flat + 1] = data[index + 1]
-  end
+  local flat = redis.call('HGETALL', from.key)
   hset_all(new_key, flat)
   redis.call('EXPIRE', new_key, new_ttl)
-  local index = index_key(S, user)
+  local index = index_key(S, from.user)
   if index then
     redis.call('SREM', index, from.sid)
     index_add(index, new_sid, new_ttl, S.floor)
@@ -185,7 +207,7 @@ local function move(S, from, new_key, new_sid, new_ttl, old_key, old_ttl)
   redis.call('DEL', old_key)
   redis.call('HSET', old_key, S.pointer, new_sid)
   redis.call('EXPIRE', old_key, old_ttl)
-  return flat, user
+  return flat
 end
 
 -- A short-lived record of a script's result, so that a replay after a lost

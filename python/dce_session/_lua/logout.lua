@@ -14,7 +14,7 @@ if earlier then return cjson.decode(earlier) end
 local found = resolve(S)
 local at = found.at
 if not at then return {found.state, 0, '', '', 0} end
-local user = redis.call('HGET', at.key, S.user)
+local user = at.user
 if not user then return {found.state, 0, '', at.sid, 1} end
 local index = index_key(S, user)
 if index then redis.call('SREM', index, at.sid) end

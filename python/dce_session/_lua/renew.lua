@@ -55,6 +55,7 @@ for index = first, set_end, 2 do
 end
 for index = set_end + 1, #ARGV do data[ARGV[index]] = nil end
 
+local new_user = data[S.user]
 local flat = {}
 for _, field in ipairs(order) do
   if data[field] ~= nil then
@@ -70,8 +71,13 @@ end
 if #flat == 0 and binding.id == '' then return {2, found.state, old_uid, old_sid} end
 
 hset_all(new_key, flat)
-bind_at(new_key, binding)
 redis.call('EXPIRE', new_key, ttl)
-local index = index_key(S, redis.call('HGET', new_key, S.user) or nil)
+local index = index_key(S, new_user)
 if index then index_add(index, new_sid, ttl, S.floor) end
-return with_fields({1, found.state, old_uid, old_sid}, new_key)
+if binding.id ~= '' then
+  bind_at(new_key, binding)
+  return with_fields({1, found.state, old_uid, old_sid}, new_key)
+end
+local reply = {1, found.state, old_uid, old_sid}
+for _, item in ipairs(flat) do reply[#reply + 1] = item end
+return reply

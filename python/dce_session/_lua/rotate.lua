@@ -20,6 +20,6 @@ if redis.call('EXISTS', new_key) == 1 then
 end
 local found = resolve(S)
 if found.state ~= LIVE then return found_reply(found) end
-move(S, found.at, new_key, new_sid, S.ttl, S.key, S.ttl)
+local flat = move(S, found.at, new_key, new_sid, S.ttl, S.key, S.ttl)
 publish(S.events, {event = 'rotate', sid = S.sid, new_sid = new_sid})
-return found_reply({at = {key = new_key, sid = new_sid, remaining = S.ttl}}, ROTATED)
+return found_reply({at = {key = new_key, sid = new_sid, remaining = S.ttl}}, ROTATED, flat)

@@ -12,11 +12,12 @@
 --         'fallback': a presented sid not yet checked: written as
 --                     'existing' when it is LIVE or FORWARDING, else the
 --                     fallback key is created instead (no adoption).
--- Reply   {state, deleted, exists after, remaining before, sid written},
+-- Reply   {state, deleted, exists after, -1 (unused), sid written},
 --         then the fields (flat) when asked or forwarded. state: LIVE (written to
 --         KEYS[1]), FORWARDING (to the successor), FALLBACK (to KEYS[2]),
 --         or, nothing written, GONE / SUPERSEDED / ENDED.
--- Keeps   a key this creates gets its TTL in the same step; values are
+-- Keeps   a key this creates gets its TTL in the same step; a newborn's
+--         write is HSET + EXPIRE, nothing more; values are
 --         stored as the strings given, in slices (any number of fields); a
 --         forwarded write does not touch the successor; a replay returns
 --         the first execution's deleted count.
@@ -27,15 +28,15 @@ local mode, fallback_sid, fallback_ttl, wants_touch, wants_fields, record =
 local binding = binding_args(HEADER + 7)
 local pairs_count = tonumber(ARGV[HEADER + 13])
 local first = HEADER + 14
-local found = resolve(S)
-local at, state = found.at, found.state
-if not at then
-  if mode == 'existing' then return {state, 0, 0, -2, ''} end
-  if mode == 'fallback' then
-    at, state = {key = KEYS[2], sid = fallback_sid, ttl = fallback_ttl,
-                 remaining = redis.call('TTL', KEYS[2])}, FALLBACK
-  else
-    at, state = {key = S.key, sid = S.sid, ttl = S.ttl, remaining = -2}, LIVE
+local at, state
+if mode == 'create' then  -- a newborn's own fresh key: nothing to resolve
+  at, state = {key = S.key, sid = S.sid, ttl = S.ttl, fresh = true}, LIVE
+else
+  local found = resolve(S)
+  at, state = found.at, found.state
+  if not at then
+    if mode == 'existing' then return {state, 0, 0, -2, ''} end
+    at, state = {key = KEYS[2], sid = fallback_sid, ttl = fallback_ttl, fresh = true}, FALLBACK
   end
 end
 local set_end = first - 1 + 2 * pairs_count
@@ -44,21 +45,23 @@ for index = first, set_end do sets[#sets + 1] = ARGV[index] end
 for index = set_end + 1, #ARGV do deletions[#deletions + 1] = ARGV[index] end
 hset_all(at.key, sets)
 bind_at(at.key, binding)
-local deleted = 0
-in_slices(function(list, from, to)
-  deleted = deleted + redis.call('HDEL', at.key, unpack(list, from, to))
-end, deletions)
-local earlier = replayed(record)
-if earlier then deleted = tonumber(earlier) elseif deleted > 0 then remember(record, deleted) end
-local exists = redis.call('EXISTS', at.key)
+local deleted, exists = 0, 1
+if #deletions > 0 then
+  in_slices(function(list, from, to)
+    deleted = deleted + redis.call('HDEL', at.key, unpack(list, from, to))
+  end, deletions)
+  local earlier = replayed(record)
+  if earlier then deleted = tonumber(earlier) elseif deleted > 0 then remember(record, deleted) end
+  exists = redis.call('EXISTS', at.key)
+end
 if exists == 1 and state ~= FORWARDING then
   if wants_touch == '1' then
-    touch(S, at, redis.call('HGET', at.key, S.user) or nil)
-  elseif at.remaining == -2 then
+    touch(S, at)
+  elseif at.fresh then
     redis.call('EXPIRE', at.key, at.ttl)
   end
 end
-local reply = {state, deleted, exists, at.remaining, at.sid}
+local reply = {state, deleted, exists, -1, at.sid}
 if wants_fields == '1' or state == FORWARDING then
   for _, item in ipairs(redis.call('HGETALL', at.key)) do reply[#reply + 1] = item end
 end
