@@ -199,3 +199,14 @@ async def test_no_event_for_a_change_that_did_not_happen(listener: Any, call: An
     assert await call(manager.open(sid).destroy()) is True
     event = await watching.next()  # the first event is the only real change
     assert (event.kind, event.sid) == ("destroy", sid)
+
+
+async def test_a_session_bound_by_another_dce_service_is_listed(make_manager: Any, call: Any,
+                                                                store: Any) -> None:
+    """The Rust crate binds with $server/$client only: still reported, once."""
+    manager = make_manager()
+    sid = await logged_in(manager, call)
+    store.hset(f"dcesid:{sid}", mapping={"$server": A, "$client": "9.9.9.9:9"})
+    assert await call(manager.connections_of(42)) == [(sid, A, "9.9.9.9:9")]
+    await bind(manager, call, sid, B, "2.2.2.2:2")  # ours takes over the dce fields
+    assert await call(manager.connections_of(42)) == [(sid, B, "2.2.2.2:2")]

@@ -266,13 +266,15 @@ class Renewed(NamedTuple):
 
 
 class Checked(NamedTuple):
-    """``each_session``: whether the session is a live one of that uid, and its
-    bindings field (raw JSON) for the 'connections' action."""
+    """``each_session``: whether the session is a live one of that uid, and for
+    the 'connections' action its bindings field (raw JSON) and dce fields."""
 
     live: bool
-    bindings: str | None
+    bindings: str | None = None
+    server: str | None = None
+    client: str | None = None
 
     @classmethod
     def parse(cls, reply: list[Any]) -> Checked:
-        raw = reply[1] if len(reply) > 1 else None
-        return cls(bool(int(reply[0])), None if raw is None else text(raw))
+        held = [None if item is None else text(item) for item in reply[1:4]]
+        return cls(bool(int(reply[0])), *held)

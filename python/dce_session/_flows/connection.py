@@ -29,7 +29,7 @@ PRESENCE_TTL = 7 * 86400  # the presence zset outlives any gap between beats
 
 def lapse_for(every: float) -> int:
     """The lapse of a presence beating every ``every`` seconds: three beats."""
-    return max(int(3 * every), 1)
+    return max(int(3 * every), 3)
 
 class ConnectionCore:
     """The root of a long connection: its sid follows its request sessions.
@@ -82,10 +82,13 @@ class ConnectionCore:
         return bool(int(removed))
 
 
-def bindings_of(sid: str, raw: Any) -> list[tuple[str, str, str | None]]:
-    """``(sid, server, client)`` of each binding in a stored bindings field."""
+def bindings_of(sid: str, raw: Any, server: Any = None,
+                client: Any = None) -> list[tuple[str, str, str | None]]:
+    """``(sid, server, client)`` of each binding in a stored bindings field; a
+    session bound by another dce service has only ``$server``/``$client``."""
     if raw is None:
-        return []
+        return [] if server is None else [
+            (sid, text(server), None if client is None else text(client))]
     try:
         bindings = json.loads(text(raw))
     except ValueError:

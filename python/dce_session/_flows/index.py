@@ -70,12 +70,14 @@ class IndexSteps:
     def connections_of(self, uid: str) -> Flow[Connections]:
         s = self.settings
         flat, presence = yield from batch([
-            self._call(_scripts.CONNECTIONS_OF, uid, s.bindings_field), self._presence()])
+            self._call(_scripts.CONNECTIONS_OF, uid, s.bindings_field, s.server_field,
+                       s.client_field), self._presence()])
         for reply in (flat, presence):
             if isinstance(reply, StoreError):
                 raise reply
-        listed = [connection for sid, raw in zip(flat[::2], flat[1::2], strict=True)
-                  for connection in bindings_of(text(sid), raw)]
+        listed = [connection for sid, raw, server, client in zip(
+                      flat[::4], flat[1::4], flat[2::4], flat[3::4], strict=True)
+                  for connection in bindings_of(text(sid), raw, server, client)]
         return present(listed, presence, s.now())
 
     def _presence(self) -> Command:
@@ -160,10 +162,11 @@ class ClusterIndexSteps(IndexSteps):
 
     def connections_of(self, uid: str) -> Flow[Connections]:
         s = self.settings
-        live = yield from self._each(uid, "connections", s.bindings_field)
+        live = yield from self._each(uid, "connections", s.bindings_field, s.server_field,
+                                     s.client_field)
         presence = yield self._presence()
-        listed = [connection for sid, checked in live
-                  for connection in bindings_of(sid, checked.bindings)]
+        listed = [connection for sid, checked in live for connection in bindings_of(
+            sid, checked.bindings, checked.server, checked.client)]
         return present(listed, presence, s.now())
 
 

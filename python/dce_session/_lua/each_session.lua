@@ -4,12 +4,12 @@
 -- KEYS[1] session key
 -- ARGV    uid, user field, uid field, pointer field, events channel, sid, action
 --         ('check' | 'sync' | 'logout' | 'connections'), then the action's
---         argument: the user JSON for 'sync'; the bindings field for
---         'connections'
+--         arguments: the user JSON for 'sync'; the bindings, server and
+--         client fields for 'connections'
 -- Reply   {0} when the session is no longer a live session of that uid
 --         (the caller prunes it from the index; the rule of lib.lua
---         live_sids), else {1}, plus the bindings JSON (or false) for
---         'connections'. 'sync' and 'logout' publish their event (one per
+--         live_sids), else {1}, plus the bindings JSON, server and client
+--         (each or false) for 'connections'. 'sync' and 'logout' publish their event (one per
 --         session on a cluster) in the same step.
 local key, uid, user_field, uid_field, pointer_field, channel, sid, action =
   KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
@@ -23,6 +23,7 @@ elseif action == 'logout' then
   redis.call('DEL', key)
   publish(channel, {event = 'logout_everywhere', uid = uid, sids = {sid}})
 elseif action == 'connections' then
-  return {1, redis.call('HGET', key, ARGV[8])}
+  local held = redis.call('HMGET', key, ARGV[8], ARGV[9], ARGV[10])
+  return {1, held[1], held[2], held[3]}
 end
 return {1}
