@@ -19,6 +19,7 @@ MODULES = [
     "dce_session.core",
     "dce_session.session",
     "dce_session._flows",
+    "dce_session._json",
     "dce_session.testing",
 ]
 
