@@ -35,7 +35,7 @@ import redis.cluster
 import redis.retry
 from dce_session.core import generate_sid
 from dce_session.errors import SessionDestroyed, StoreError
-from dce_session.testing import RedisServer, command
+from dce_session.testing import LocalCluster, RedisServer, command
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.exceptions import RedisClusterException, RedisError
 
@@ -546,3 +546,86 @@ async def test_stopped_server_times_out_then_recovers(door: str, dce: ModuleType
         figures.update(slowest_failed_call_s=round(max(times), 3),
                        recovery_after_sigcont_s=round(recovery, 4))
         await close(client)
+
+
+# -- 3. the whole cluster down and back -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def aof_cluster() -> Any:
+    """3 primaries with AOF (fsync always), shared by this module's cluster tests."""
+    with LocalCluster(extra_args=("--appendonly", "yes", "--appendfsync", "always")) as cluster:
+        yield cluster
+
+
+def cluster_client(door: str, cluster: LocalCluster) -> Any:
+    host, port = cluster.startup_nodes[0]
+    if door == "sync":
+        return redis.cluster.RedisCluster(host=host, port=port, **RECOMMENDED)
+    return redis.asyncio.cluster.RedisCluster(host=host, port=port, **RECOMMENDED)
+
+
+async def test_whole_cluster_down_and_back(door: str, dce: ModuleType, call: Any,
+                                           figures: dict[str, Any],
+                                           aof_cluster: LocalCluster) -> None:
+    """Every node SIGKILLed: StoreError (never redis-py's RedisClusterException,
+    which is no RedisError), also while only some nodes are back; then the same
+    manager works, and every session (AOF) is still there."""
+    cluster = aof_cluster
+    with redis.cluster.RedisCluster(host=cluster.startup_nodes[0][0],
+                                    port=cluster.startup_nodes[0][1],
+                                    decode_responses=True) as store:
+        store.flushall(target_nodes=redis.cluster.RedisCluster.PRIMARIES)
+    client = cluster_client(door, cluster)
+    manager = dce.SessionManager(client)
+    sids = []
+    for number in range(12):
+        session = manager.new()
+        await call(session.set("n", number))
+        if number % 2:
+            await call(session.login({"id": 77}))
+        sids.append(session.id)
+    operations: dict[str, Callable[[], Any]] = {
+        "get": lambda: manager.open(sids[0]).get("n"),
+        "set": lambda: manager.open(sids[1]).set("m", 1),
+        "new+set": lambda: manager.new().set("m", 1),
+        "login": lambda: manager.open(sids[2]).login({"id": 78}),
+        "destroy": lambda: manager.open(sids[4]).destroy(),
+        "sessions_of": lambda: manager.sessions_of(77),
+        "logout_everywhere": lambda: manager.logout_everywhere(79),
+    }
+
+    async def failures() -> dict[str, str]:
+        seen = {}
+        for name, operation in operations.items():
+            try:
+                await call(operation())
+            except StoreError as error:
+                seen[name] = cause_of(error)
+            else:
+                seen[name] = "ok"
+        return seen
+
+    cluster.kill_all()
+    down = await failures()
+    assert set(down.values()) - {"ok"}, down
+    assert "ok" not in down.values(), down
+    cluster.nodes[0].restart()  # one node of three back: slots still uncovered
+    partly = await failures()
+    restarted = time.monotonic()
+    cluster.restart_all()
+    figures["cluster_restart_s"] = round(time.monotonic() - restarted, 3)
+    _, recovery, seen = await until_success(call, lambda: manager.open(sids[6]).get("n"))
+    figures.update(errors_all_down=sorted(set(down.values())),
+                   errors_one_node_back=sorted(set(partly.values())),
+                   recovery_after_restart_s=round(recovery, 4),
+                   errors_during_recovery=sorted(set(seen)))
+    for number, sid in enumerate(sids):
+        if number in (2, 4):  # the operations above may have run
+            continue
+        assert await call(manager.open(sid).get("n")) == number
+    assert sorted(await call(manager.sessions_of(77))) == sorted(sids[1::2])
+    session = manager.new()
+    await call(session.set("after", 1))
+    assert await call(manager.open(session.id).get("after")) == 1
+    await close(client)
