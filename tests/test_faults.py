@@ -88,7 +88,8 @@ async def until_success(call: Any, operation: Callable[[], Any], timeout: float 
             return await call(operation()), time.monotonic() - started, seen
         except StoreError as error:
             seen.append(cause_of(error))
-            assert time.monotonic() - started < timeout, f"no recovery in {timeout} s: {seen}"
+            assert time.monotonic() - started < timeout, \
+                f"no recovery in {timeout} s: {sorted(set(seen))} x {len(seen)}"
             await asyncio.sleep(0.01)
 
 
@@ -628,4 +629,72 @@ async def test_whole_cluster_down_and_back(door: str, dce: ModuleType, call: Any
     session = manager.new()
     await call(session.set("after", 1))
     assert await call(manager.open(session.id).get("after")) == 1
+    await close(client)
+
+
+def slot_owner(cluster: LocalCluster, slot: int) -> int:
+    """The port of the primary serving ``slot``."""
+    for port in cluster.ports:
+        myself = command(port, "CLUSTER", "MYID")
+        for first, last, primary, *_replicas in command(port, "CLUSTER", "SLOTS"):
+            if first <= slot <= last and primary[2] == myself:
+                return port
+    raise AssertionError(f"no node serves slot {slot}")
+
+
+async def test_uncovered_slot_is_store_error(door: str, dce: ModuleType, call: Any,
+                                             figures: dict[str, Any],
+                                             aof_cluster: LocalCluster) -> None:
+    """A slot no node serves (``CLUSTER DELSLOTS`` everywhere; a client with
+    ``require_full_coverage=False``): redis-py raises ``SlotNotCoveredError`` or
+    ``ClusterDownError``; we raise StoreError, and recover once it is served."""
+    from dce_session._core import key_slot
+
+    cluster = aof_cluster
+    sid = generate_sid(60)
+    slot = key_slot(f"dcesid:{sid}")
+    owner = slot_owner(cluster, slot)
+    for port in cluster.ports:
+        command(port, "CLUSTER", "DELSLOTS", slot)
+    host, port = cluster.startup_nodes[0]
+    if door == "sync":
+        client: Any = redis.cluster.RedisCluster(host=host, port=port,
+                                                 require_full_coverage=False, **RECOMMENDED)
+    else:
+        client = redis.asyncio.cluster.RedisCluster(host=host, port=port,
+                                                    require_full_coverage=False, **RECOMMENDED)
+    manager = dce.SessionManager(client)
+    try:
+        seen = set()
+        for operation in (lambda: manager.open(sid).get("a"),
+                          lambda: manager.open(sid).set("a", 1)):
+            with pytest.raises(StoreError) as failure:
+                await call(operation())
+            seen.add(cause_of(failure.value))
+        figures["errors"] = sorted(seen)
+    finally:
+        command(owner, "CLUSTER", "ADDSLOTS", slot)
+        cluster.wait_ok()
+    # The slot is served again. The asyncio client re-reads the topology on the
+    # next error; the blocking one raises SlotNotCoveredError before it sends
+    # anything, so nothing tells it: its slot map stays stale until refreshed.
+    started = time.monotonic()
+    recovered_alone = False
+    while time.monotonic() - started < 2:
+        try:
+            await call(manager.open(sid).set("a", 1))
+        except StoreError as error:
+            cause_of(error)
+            await asyncio.sleep(0.05)
+        else:
+            recovered_alone = True
+            break
+    figures["recovered_without_refresh"] = recovered_alone
+    if not recovered_alone:
+        assert door == "sync"
+        client.nodes_manager.initialize()
+    figures["recovery_s"] = round(time.monotonic() - started, 3)
+    session = manager.open(sid)  # unknown: the write lands under a fresh sid of its slot
+    await call(session.set("a", 2))
+    assert await call(manager.open(session.id).get("a")) == 2
     await close(client)
