@@ -608,7 +608,9 @@ async def test_whole_cluster_down_and_back(door: str, dce: ModuleType, call: Any
         return seen
 
     cluster.kill_all()
+    failing = time.monotonic()
     down = await failures()
+    figures["seven_calls_all_down_s"] = round(time.monotonic() - failing, 3)
     assert set(down.values()) - {"ok"}, down
     assert "ok" not in down.values(), down
     cluster.nodes[0].restart()  # one node of three back: slots still uncovered
@@ -659,11 +661,14 @@ async def test_uncovered_slot_is_store_error(door: str, dce: ModuleType, call: A
     host, port = cluster.startup_nodes[0]
     if door == "sync":
         client: Any = redis.cluster.RedisCluster(host=host, port=port,
-                                                 require_full_coverage=False, **RECOMMENDED)
+                                                 require_full_coverage=False, **RECOMMENDED,
+                                                 retry=recommended_retry(door))
     else:
         client = redis.asyncio.cluster.RedisCluster(host=host, port=port,
-                                                    require_full_coverage=False, **RECOMMENDED)
+                                                    require_full_coverage=False, **RECOMMENDED,
+                                                 retry=recommended_retry(door))
     manager = dce.SessionManager(client)
+    failing = time.monotonic()
     try:
         seen = set()
         for operation in (lambda: manager.open(sid).get("a"),
@@ -672,6 +677,7 @@ async def test_uncovered_slot_is_store_error(door: str, dce: ModuleType, call: A
                 await call(operation())
             seen.add(cause_of(failure.value))
         figures["errors"] = sorted(seen)
+        figures["two_failing_calls_s"] = round(time.monotonic() - failing, 3)
     finally:
         command(owner, "CLUSTER", "ADDSLOTS", slot)
         cluster.wait_ok()
