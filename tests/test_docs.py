@@ -19,7 +19,6 @@ MODULES = [
     "dce_session.core",
     "dce_session.session",
     "dce_session._flows",
-    "dce_session._json",
     "dce_session.testing",
 ]
 

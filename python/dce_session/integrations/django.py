@@ -104,7 +104,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.cache import patch_vary_headers
 from django.utils.http import http_date
 
-from dce_session._json import decode_value
+from dce_session._flows import decode_value
 from dce_session.core import encode_value, is_valid_sid, parse_sid
 from dce_session.core import session_key as redis_key
 from dce_session.errors import ConfigError, SerializationError, SessionDestroyed

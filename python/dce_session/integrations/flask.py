@@ -79,7 +79,7 @@ from flask.sessions import SessionInterface as _FlaskSessionInterface
 from flask.sessions import SessionMixin
 from werkzeug.datastructures import CallbackDict
 
-from dce_session._json import decode_value
+from dce_session._flows import decode_value
 from dce_session.core import encode_value
 from dce_session.errors import ConfigError, SerializationError
 from dce_session.session import Session as DceSession

@@ -95,8 +95,7 @@ from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dce_session._core import encode_value
-from dce_session._flows import check_field
-from dce_session._json import decode_value
+from dce_session._flows import check_field, decode_value
 from dce_session.asyncio import Session, SessionManager
 from dce_session.errors import ConfigError, SerializationError, SessionDestroyed
 
