@@ -33,7 +33,7 @@ import redis.asyncio.cluster
 import redis.asyncio.retry
 import redis.cluster
 import redis.retry
-from dce_session.core import generate_sid
+from dce_session.core import generate_sid, is_valid_sid, parse_sid
 from dce_session.errors import SessionDestroyed, StoreError
 from dce_session.testing import LocalCluster, RedisServer, command
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
@@ -704,3 +704,76 @@ async def test_uncovered_slot_is_store_error(door: str, dce: ModuleType, call: A
     await call(session.set("a", 2))
     assert await call(manager.open(session.id).get("a")) == 2
     await close(client)
+
+
+# -- 4. fuzzed sids cost nothing -----------------------------------------------------
+
+NOT_HEX = " +-_.:/\\gGzZ\x00\t\n\u00e9\u0660\u200b\U0001f600\ud800"
+
+
+def fuzzed_sids(rng: random.Random, count: int) -> list[Any]:
+    """Malformed sids of every kind: cut, too long, a non-hex character, a ttl of
+    0, padded, signed, random text, and values that are not str at all."""
+    made: list[Any] = []
+    for number in range(count):
+        sid = generate_sid(rng.randint(1, 0xFFFF))
+        kind = number % 9
+        if kind == 0:
+            made.append(sid[:rng.randint(0, 75)])
+        elif kind == 1:
+            made.append(sid + "".join(rng.choices("0123456789ABCDEF", k=rng.randint(9, 40))))
+        elif kind == 2:
+            at = rng.randrange(len(sid))
+            made.append(sid[:at] + rng.choice(NOT_HEX) + sid[at + 1:])
+        elif kind == 3:
+            made.append(sid[:64] + "0000" + sid[68:])  # the sid shape, ttl 0: never lived
+        elif kind == 4:
+            made.append(rng.choice([" ", "\n", "\t", "+", "-", "0x"]) + sid)
+        elif kind == 5:
+            made.append(sid + rng.choice([" ", "\n", "\x00", ";", "=="]))
+        elif kind == 6:
+            made.append("".join(chr(rng.randint(32, 0x2FFF)) for _ in range(rng.randint(76, 84))))
+        elif kind == 7:
+            made.append(sid.encode() if rng.random() < 0.5 else bytearray(sid.encode()))
+        else:
+            made.append(rng.choice([None, 0, -1, 2**70, 1.5, float("nan"), [sid], {sid: 1},
+                                    (sid,), object()]))
+    return made
+
+
+def commands_run(port: int) -> dict[str, int]:
+    """``INFO commandstats`` of the server: calls per command, bookkeeping left out."""
+    calls = {}
+    for line in str(command(port, "INFO", "commandstats")).splitlines():
+        if line.startswith("cmdstat_"):
+            name, stats = line.removeprefix("cmdstat_").split(":", 1)
+            if name.split("|")[0] not in ("info", "config"):
+                calls[name] = int(stats.split(",")[0].removeprefix("calls="))
+    return calls
+
+
+async def test_fuzzed_sids_cost_no_command(door: str, dce: ModuleType, call: Any,
+                                           figures: dict[str, Any]) -> None:
+    rng = random.Random(2026)
+    sids = fuzzed_sids(rng, 100_000)
+    for sid in sids:
+        assert not is_valid_sid(sid) or parse_sid(sid)[0] == 0, sid
+    with RedisServer() as server:
+        client = client_for(door, server.url)
+        manager = dce.SessionManager(client)
+        command(server.port, "CONFIG", "RESETSTAT")
+        started = time.monotonic()
+        for sid in sids:
+            session = manager.open(sid)
+            assert session.newborn is True
+            assert session.id != sid
+            assert await call(session.get("a")) is None
+            assert await call(session.user()) is None
+        elapsed = time.monotonic() - started
+        assert commands_run(server.port) == {}  # not one command reached Redis
+        # The control: one well-formed sid does cost its one script.
+        assert await call(manager.open(generate_sid(60)).get("a")) is None
+        assert sum(commands_run(server.port).values()) >= 1
+        figures.update(fuzzed=len(sids), commands=0,
+                       opens_and_reads_per_s=round(len(sids) / elapsed))
+        await close(client)
