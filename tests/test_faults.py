@@ -755,7 +755,7 @@ def commands_run(port: int) -> dict[str, int]:
 async def test_fuzzed_sids_cost_no_command(door: str, dce: ModuleType, call: Any,
                                            figures: dict[str, Any]) -> None:
     rng = random.Random(2026)
-    sids = fuzzed_sids(rng, 100_000)
+    sids = fuzzed_sids(rng, 50_000)
     for sid in sids:
         assert not is_valid_sid(sid) or parse_sid(sid)[0] == 0, sid
     with RedisServer() as server:
@@ -777,3 +777,144 @@ async def test_fuzzed_sids_cost_no_command(door: str, dce: ModuleType, call: Any
         figures.update(fuzzed=len(sids), commands=0,
                        opens_and_reads_per_s=round(len(sids) / elapsed))
         await close(client)
+
+
+# -- 5. out of memory, and what eviction does to user indexes ------------------------
+
+
+def fill(store: redis.Redis, value_size: int = 50_000, **set_options: Any) -> int:
+    """SET filler keys until Redis refuses one (OOM); how many it took."""
+    for number in range(10_000):
+        try:
+            store.set(f"filler:{number}", "x" * value_size, **set_options)
+        except redis.exceptions.OutOfMemoryError:
+            return number
+    raise AssertionError("maxmemory never refused a write")
+
+
+async def test_out_of_memory_refuses_whole_writes(door: str, dce: ModuleType, call: Any,
+                                                  figures: dict[str, Any]) -> None:
+    """``maxmemory`` reached under ``noeviction``: every write that would grow
+    memory is a StoreError (OutOfMemoryError) and leaves nothing half-written;
+    reads and removals go on; once memory is freed the same manager writes."""
+    with RedisServer(extra_args=["--maxmemory", "4mb", "--maxmemory-policy", "noeviction"]) \
+            as server, redis.Redis.from_url(server.url, decode_responses=True) as store:
+        client = client_for(door, server.url, **RECOMMENDED)
+        manager = dce.SessionManager(client)
+        plain, logged = manager.new(), manager.new()
+        await call(plain.update({"chain": 1, "n": 1}))
+        await call(logged.update({"chain": 2, "n": 2}))
+        logged_sid = await call(logged.login({"id": 9}))
+        doomed = manager.new()
+        await call(doomed.update({"chain": 3}))
+        fill(store)
+        before = {key: store.hgetall(key) for key in store.scan_iter(match="dcesid:*")}
+        index_before = store.smembers("dceusmap:9")
+        outcome: dict[str, str] = {}
+        writes = {
+            "new+set": lambda: manager.new().set("a", 1),
+            "update (50 fields)": lambda: manager.open(plain.id).update(
+                {f"f{n}": "y" * 200 for n in range(50)}),
+            "login": lambda: manager.open(plain.id).login({"id": 10}),
+            "regenerate": lambda: manager.open(logged_sid).regenerate({"r": 1}),
+        }
+        for name, write in writes.items():
+            try:
+                await call(write())
+                outcome[name] = "ok"
+            except StoreError as error:
+                outcome[name] = cause_of(error)
+        # Whatever was refused changed nothing: the same sessions, the same fields.
+        after = {key: store.hgetall(key) for key in store.scan_iter(match="dcesid:*")}
+        refused = [name for name, result in outcome.items() if result != "ok"]
+        figures["writes"] = outcome
+        assert refused, outcome
+        assert set(outcome[name] for name in refused) == {"OutOfMemoryError"}
+        if set(refused) == set(writes):
+            assert after == before
+            assert store.smembers("dceusmap:10") == set()
+            assert store.smembers("dceusmap:9") == index_before
+        found = audit(store)
+        assert found["no_ttl"] == [key for key in found["no_ttl"] if key.startswith("filler:")]
+        assert found["forked"] == found["bad_index"] == found["unlisted"] == []
+        # Reads, touches and removals need no memory: they go on.
+        others: dict[str, str] = {}
+        for name, operation in {
+            "get": lambda: manager.open(logged_sid).get("n"),
+            "touch": lambda: manager.open(logged_sid).touch(),
+            "sessions_of": lambda: manager.sessions_of(9),
+            "destroy": lambda: manager.open(doomed.id).destroy(),
+        }.items():
+            try:
+                await call(operation())
+                others[name] = "ok"
+            except StoreError as error:
+                others[name] = cause_of(error)
+        figures["reads_and_removals"] = others
+        assert others["get"] == "ok"
+        store.delete(*store.keys("filler:*"))
+        _, recovery, _ = await until_success(call, lambda: manager.new().set("a", 1))
+        assert await call(manager.open(plain.id).update({"f": 1})) is None
+        figures["recovery_after_freeing_s"] = round(recovery, 4)
+        await close(client)
+
+
+@pytest.mark.parametrize("policy", ["noeviction", "volatile-ttl", "volatile-lru",
+                                    "allkeys-lru"])
+def test_eviction_policy_and_user_indexes(figures: dict[str, Any], policy: str) -> None:
+    """200 logged-in sessions of 40 users under traffic while other keys (with
+    a TTL, like a cache) fill memory. Eviction deletes sessions and user
+    indexes alike: a live session whose index was evicted is unlisted, and
+    ``logout_everywhere`` misses exactly those. ``noeviction`` loses nothing
+    (the filler is refused instead)."""
+    import dce_session
+
+    rng = random.Random(5)
+    with RedisServer(extra_args=["--maxmemory", "6mb", "--maxmemory-policy", policy]) \
+            as server, redis.Redis.from_url(server.url, decode_responses=True) as store, \
+            redis.Redis.from_url(server.url, **RECOMMENDED) as client:
+        manager = dce_session.SessionManager(client)
+        sids = {}
+        for uid in range(1, 41):
+            for _ in range(5):
+                session = manager.new()
+                session.update({"profile": "p" * 1000})
+                sids[session.login({"id": uid})] = uid
+        used = int(_info_field(server.port, "memory", "used_memory"))
+        refused = 0
+        session_errors: set[str] = set()
+        for number in range(1500):  # 30 MB of filler through a 6 MB Redis
+            try:
+                store.set(f"cache:{number}", "c" * 20_000, ex=86_400)
+            except redis.exceptions.OutOfMemoryError:
+                refused += 1
+            sid = rng.choice(list(sids))
+            try:
+                manager.open(sid).get("profile")  # the sessions' own traffic
+            except StoreError as error:
+                session_errors.add(cause_of(error))
+        alive = {sid: uid for sid, uid in sids.items() if store.exists(f"dcesid:{sid}")}
+        unlisted = [sid for sid, uid in alive.items()
+                    if not store.sismember(f"dceusmap:{uid}", sid)]
+        indexes_gone = sum(1 for uid in range(1, 41) if not store.exists(f"dceusmap:{uid}"))
+        for uid in range(1, 41):
+            manager.logout_everywhere(uid)
+        missed = [sid for sid in alive if store.exists(f"dcesid:{sid}")]
+        assert sorted(missed) == sorted(unlisted)  # what the index forgot, nothing else
+        assert session_errors <= {"OutOfMemoryError"}
+        figures.update(sessions=len(sids), session_bytes_used=used, sessions_evicted=len(sids)
+                       - len(alive), indexes_evicted=indexes_gone, alive_but_unlisted=len(
+                           unlisted), logout_everywhere_missed=len(missed),
+                       filler_refused=refused,
+                       evicted_keys=int(_info_field(server.port, "stats", "evicted_keys")))
+        if policy == "noeviction":
+            assert len(alive) == len(sids)
+            assert missed == []
+            assert refused > 0
+
+
+def _info_field(port: int, section: str, name: str) -> str:
+    for line in str(command(port, "INFO", section)).splitlines():
+        if line.startswith(f"{name}:"):
+            return line.split(":", 1)[1]
+    raise KeyError(name)
