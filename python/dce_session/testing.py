@@ -536,7 +536,8 @@ class SentinelSetup:
     killing the primary (``setup.server_on(setup.primary_port()).kill()``)
     makes the sentinels fail over by themselves after ``down_after_ms``
     (default 1000). ``wait_for_failover(old_port)`` waits until every
-    sentinel names another primary and that server serves writes.
+    sentinel names another primary, that server serves writes and the old
+    primary, if alive, is a replica.
 
     Raises:
         RuntimeError: ``redis-sentinel`` or ``redis-server`` is missing (with
@@ -645,17 +646,34 @@ class SentinelSetup:
         """``SENTINEL FAILOVER``: promote the replica now (no agreement needed)."""
         command(self.sentinel_ports[0], "SENTINEL", "FAILOVER", self.service)
 
+    def failover_done(self, old_port: int) -> int | None:
+        """The new primary's port once the failover away from ``old_port`` is
+        complete: every sentinel names it, it is a primary, and the old primary
+        (if it still runs) has been demoted to a replica. None before that.
+
+        Until the demotion the old primary still accepts writes from clients
+        connected to it; they are lost when it resyncs from the new one."""
+        try:
+            ports = {self.primary_port(index) for index in range(len(self.sentinel_ports))}
+            if len(ports) != 1 or old_port in ports:
+                return None
+            (port,) = ports
+            if _info(port, "replication").get("role") != "master":
+                return None
+            old = self.server_on(old_port)
+            if old.running and _info(old_port, "replication").get("role") != "slave":
+                return None
+        except (OSError, ReplyError):
+            return None
+        return port
+
     def wait_for_failover(self, old_port: int, timeout: float | None = None) -> int:
-        """Wait until every sentinel names a primary other than ``old_port`` and that
-        server is a primary; its port."""
+        """Wait until :meth:`failover_done`; the new primary's port."""
         found: list[int] = []
 
         def done() -> bool:
-            ports = {self.primary_port(index) for index in range(len(self.sentinel_ports))}
-            if len(ports) != 1 or old_port in ports:
-                return False
-            (port,) = ports
-            if _info(port, "replication").get("role") != "master":
+            port = self.failover_done(old_port)
+            if port is None:
                 return False
             found[:] = [port]
             return True
