@@ -918,3 +918,91 @@ def _info_field(port: int, section: str, name: str) -> str:
         if line.startswith(f"{name}:"):
             return line.split(":", 1)[1]
     raise KeyError(name)
+
+
+# -- 6. a lost reply, replayed by redis-py's Retry ------------------------------------
+
+
+class LosesOneReply(redis.Connection):
+    """A connection that, when armed, reads one reply and then acts as if it
+    timed out: the command ran, the caller never heard. redis-py's ``Retry``
+    then sends it again on a fresh connection: a replay."""
+
+    armed = False
+
+    def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        response = super().read_response(*args, **kwargs)
+        if LosesOneReply.armed:
+            LosesOneReply.armed = False
+            self.disconnect()
+            raise redis.TimeoutError("the reply was lost (simulated)")
+        return response
+
+
+REPLAYED = ["set", "update-delete", "delete", "login", "regenerate", "destroy", "logout",
+            "auto_login"]
+
+
+@pytest.mark.parametrize("operation", REPLAYED)
+def test_a_replayed_script_acts_once(operation: str) -> None:
+    """SEMANTICS Part 3.6: a script replayed after a lost reply leaves the state
+    of the first execution and returns its result."""
+    import dce_session
+
+    with RedisServer() as server, \
+            redis.Redis.from_url(server.url, decode_responses=True) as store:
+        pool = redis.ConnectionPool.from_url(server.url, connection_class=LosesOneReply,
+                                             retry=redis.retry.Retry(NoBackoff(), 1))
+        client = redis.Redis.from_pool(pool)
+        manager = dce_session.SessionManager(client)
+        session = manager.new()
+        session.update({"chain": 1, "n": 1, "gone": 1})
+        if operation in ("logout", "auto_login"):
+            session.login({"id": 4})
+        old = session.id
+        session = manager.open(old)
+        assert session.get("chain") == 1  # loaded: the operation is one script
+        commands_before = sum(commands_run(server.port).values())
+        LosesOneReply.armed = True
+        result: Any = None
+        if operation == "set":
+            session.set("n", 2)
+        elif operation == "update-delete":
+            session.update({"n": 2}, delete=["gone"])
+        elif operation == "delete":
+            result = session.delete("gone")
+        elif operation == "login":
+            result = session.login({"id": 4})
+        elif operation == "regenerate":
+            result = session.regenerate({"n": 2}, destroy_old=True)
+        elif operation == "destroy":
+            result = session.destroy()
+        elif operation == "logout":
+            result = session.logout()
+        else:
+            result = session.auto_login()
+        assert not LosesOneReply.armed, "no reply was lost"
+        assert sum(commands_run(server.port).values()) > commands_before
+        found = audit(store)
+        assert found["forked"] == []
+        assert found["no_ttl"] == found["bad_index"] == found["unlisted"] == []
+        live = found["live"].get(1)
+        if operation in ("set", "update-delete"):
+            assert live == (old, {"chain": 1, "n": 2} | ({"gone": 1} if operation == "set"
+                                                           else {}))
+        elif operation == "delete":
+            assert result is True  # the first execution's answer
+            assert live == (old, {"chain": 1, "n": 1})
+        elif operation in ("login", "regenerate", "auto_login"):
+            assert live is not None
+            assert result == session.id == live[0] != old
+            assert not store.exists(f"dcesid:{old}")
+        elif operation == "destroy":
+            assert result is True
+            assert live is None
+            assert session.destroyed
+        else:
+            assert result is True
+            assert live is not None
+            assert "$user" not in live[1]
+        client.close()
