@@ -374,5 +374,6 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     terminalreporter.section("measured figures")
     for test, values in measured.items():
         terminalreporter.write_line(f"{test}: {values}")
-    if config.cache is not None:
-        config.cache.set("dce/figures", measured)
+    cache = getattr(config, "cache", None)  # absent under -p no:cacheprovider
+    if cache is not None:
+        cache.set("dce/figures", measured)
