@@ -385,6 +385,7 @@ async def test_hung_server_gives_store_error_then_recovers(
         fault_seconds = 1.0
         held = hang(server, fault, fault_seconds)
         started = time.monotonic()
+        await asyncio.sleep(0.05)  # DEBUG SLEEP: let it start before our first call
         recovered_at = None
         for n in range(1, 1000):
             before = time.monotonic()
@@ -436,6 +437,7 @@ def test_timed_out_login_leaves_exactly_one_session(figures: dict[str, Any], fau
         assert session.get("chain") == 1  # loaded: the login is its one script
         held = hang(server, fault, 0.8)
         started = time.monotonic()
+        time.sleep(0.05)  # DEBUG SLEEP: let it start before the login
         with pytest.raises(StoreError) as timed_out:
             session.login({"id": 5})
         figures["error"] = cause_of(timed_out.value)
@@ -893,6 +895,9 @@ def test_eviction_policy_and_user_indexes(figures: dict[str, Any], policy: str) 
                 manager.open(sid).get("profile")  # the sessions' own traffic
             except StoreError as error:
                 session_errors.add(cause_of(error))
+        cache = list(store.scan_iter(match="cache:*", count=1000))
+        for first in range(0, len(cache), 500):  # below maxmemory: eviction stops
+            store.delete(*cache[first:first + 500])
         alive = {sid: uid for sid, uid in sids.items() if store.exists(f"dcesid:{sid}")}
         unlisted = [sid for sid, uid in alive.items()
                     if not store.sismember(f"dceusmap:{uid}", sid)]
