@@ -2,7 +2,7 @@
 # Bring a machine and the project venv to the state `make demo|test|bench|lint` need.
 #
 # Idempotent and fast when nothing changed:
-#   1. redis-server (apt-get, as root or via sudo) when it is not on PATH;
+#   1. redis-server and redis-sentinel (apt-get, as root or via sudo) when not on PATH;
 #   2. the venv ($VENV, default .venv), created when missing or broken;
 #   3. build tools + the package's test/lint extras, re-installed only when
 #      pyproject.toml or this script changed;
@@ -40,20 +40,26 @@ hash_of() { # hash_of FILE_OR_DIR... -> one sha256 of contents and names
     done | sha256sum | cut -d' ' -f1
 }
 
-# --- 1. redis-server -------------------------------------------------------
-if ! command -v redis-server >/dev/null 2>&1; then
-    log "redis-server not found: installing it with apt-get"
+# --- 1. redis-server and redis-sentinel ---------------------------------------
+# Debian ships them as two packages (redis-sentinel: the Sentinel tests).
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v redis-sentinel >/dev/null 2>&1 || missing+=(redis-sentinel)
+if ((${#missing[@]})); then
+    log "${missing[*]} not found: installing with apt-get"
     if [[ "$(id -u)" -eq 0 ]]; then
         SUDO=()
     elif command -v sudo >/dev/null 2>&1; then
         SUDO=(sudo -n)
     else
-        die "redis-server is missing and this user is neither root nor has sudo; install it: apt-get install -y redis-server"
+        die "${missing[*]} missing and this user is neither root nor has sudo; install: apt-get install -y ${missing[*]}"
     fi
     export DEBIAN_FRONTEND=noninteractive
     "${SUDO[@]}" apt-get update -q
-    "${SUDO[@]}" apt-get install -y -q --no-install-recommends redis-server </dev/null
-    command -v redis-server >/dev/null 2>&1 || die "redis-server still not on PATH after apt-get install"
+    "${SUDO[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" </dev/null
+    for binary in "${missing[@]}"; do
+        command -v "$binary" >/dev/null 2>&1 || die "$binary still not on PATH after apt-get install"
+    done
 fi
 
 # --- 2. Rust toolchain (cannot be installed from here: it must be present) ----

@@ -351,3 +351,29 @@ def make_manager(dce: ModuleType, redis_client: AnyRedis) -> Callable[..., Any]:
         return dce.SessionManager(redis_client if client is None else client, **kwargs)
 
     return make
+
+
+# -- measured figures (fault tests) -----------------------------------------
+
+FIGURES = pytest.StashKey[dict[str, dict[str, Any]]]()
+
+
+@pytest.fixture
+def figures(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """A dict for what a test measured (times, counts, error types): printed in
+    the run's summary and kept in the pytest cache under ``dce/figures``."""
+    measured: dict[str, Any] = {}
+    request.config.stash.setdefault(FIGURES, {})[request.node.nodeid] = measured
+    return measured
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    measured = {test: values for test, values in config.stash.get(FIGURES, {}).items() if values}
+    if not measured:
+        return
+    terminalreporter.section("measured figures")
+    for test, values in measured.items():
+        terminalreporter.write_line(f"{test}: {values}")
+    cache = getattr(config, "cache", None)  # absent under -p no:cacheprovider
+    if cache is not None:
+        cache.set("dce/figures", measured)

@@ -333,15 +333,17 @@ def test_values_are_json_fields_and_never_pickled(store_cls: type[Any],
         bad.save()
 
 
+@pytest.mark.parametrize("foreign", ["not json", "[" * 10_000 + "]" * 10_000],
+                         ids=["not-json", "nested-too-deep"])
 def test_foreign_non_json_field_is_neither_shown_nor_touched(
-        store_cls: type[Any], store: redis.Redis) -> None:
+        store_cls: type[Any], store: redis.Redis, foreign: str) -> None:
     sid = stored_session(store_cls, a=1)
-    store.hset(key_of(sid), "legacy", "not json")
+    store.hset(key_of(sid), "legacy", foreign)
     session = store_cls(sid)
     assert dict(session.items()) == {"a": 1}
     session["a"] = 2
     session.save()
-    assert store.hgetall(key_of(sid)) == {"a": "2", "legacy": "not json"}
+    assert store.hgetall(key_of(sid)) == {"a": "2", "legacy": foreign}
 
 
 # -- concurrency: only what changed is written ------------------------------------------

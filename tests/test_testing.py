@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import redis
 import redis.asyncio
-from dce_session.testing import INSTALL_HINT, RedisServer, redis_url
+from dce_session.testing import (
+    INSTALL_HINT,
+    SENTINEL_INSTALL_HINT,
+    RedisServer,
+    SentinelSetup,
+    command,
+    redis_url,
+)
 
 if TYPE_CHECKING:  # tests/ is no package: fixtures hand out the conftest objects
     from conftest import AnyRedis, ClientConfig, CommandStats, RoundTrips
@@ -78,6 +85,43 @@ def test_missing_binary_fails_loudly_with_the_install_hint() -> None:
     assert "apt-get update && apt-get install -y redis-server" in message
     assert "brew install redis" in message
     assert "dce-no-such-redis-server" in message
+
+
+def test_missing_sentinel_fails_loudly_with_the_install_hint() -> None:
+    setup = SentinelSetup(binary="dce-no-such-redis-sentinel")
+    with pytest.raises(RuntimeError) as excinfo:
+        setup.start()
+    message = str(excinfo.value)
+    assert SENTINEL_INSTALL_HINT in message
+    assert "apt-get install -y redis-sentinel" in message
+    assert "dce-no-such-redis-sentinel" in message
+    assert setup.servers == []  # nothing was left running
+
+
+def test_kill_keeps_port_and_directory_and_restart_reloads_the_aof() -> None:
+    with RedisServer(extra_args=["--appendonly", "yes", "--appendfsync", "always"]) as server:
+        port, directory, pid = server.port, server.directory, server.pid
+        command(port, "SET", "k", "v")
+        server.kill()
+        assert not server.running
+        assert server.pid is None
+        assert not _port_open(port)
+        assert (server.port, server.directory) == (port, directory)
+        assert directory.is_dir()
+        with pytest.raises(RuntimeError, match="already running"):
+            server.start()
+        server.restart()
+        assert server.running
+        assert server.pid != pid
+        assert command(port, "GET", "k") == "v"
+        with pytest.raises(RuntimeError, match="already running"):
+            server.restart()
+    assert not directory.exists()
+
+
+def test_restart_before_start_is_an_error() -> None:
+    with pytest.raises(RuntimeError, match="never started"):
+        RedisServer().restart()
 
 
 def test_a_server_that_cannot_start_reports_its_log(tmp_path: Path) -> None:

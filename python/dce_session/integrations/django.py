@@ -88,7 +88,6 @@ The asynchronous ``a*`` methods of ``SessionBase`` run these in a thread
 
 from __future__ import annotations
 
-import json
 import math
 import threading
 import time
@@ -105,6 +104,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.cache import patch_vary_headers
 from django.utils.http import http_date
 
+from dce_session._flows import decode_value
 from dce_session.core import encode_value, is_valid_sid, parse_sid
 from dce_session.core import session_key as redis_key
 from dce_session.errors import ConfigError, SerializationError, SessionDestroyed
@@ -273,9 +273,9 @@ class SessionStore(SessionBase):
             if field in hidden:
                 continue
             try:
-                value = json.loads(raw)
+                value = decode_value(raw)  # not JSON, or nested too deep: SerializationError
                 loaded[field] = encode_value(value)
-            except (ValueError, SerializationError):
+            except SerializationError:
                 continue  # not a value this store can round-trip: neither shown nor written
             values[field] = value
         self._loaded = loaded

@@ -1,0 +1,190 @@
+"""Bad input and bad stored data give our typed errors, never Python's raw ones.
+
+Issue 7, item 1: stored JSON nested too deep for Python (``RecursionError``
+inside :mod:`json`), a ``str`` subclass whose ``__str__`` differs from its
+text, bytes, ints, huge strings... ``open``/``connect``/``request`` never
+raise for a bad sid (SEMANTICS Part 2.6), and a bad sid costs no command.
+
+Tests marked ``xfail(strict=True)`` document core fixes still to land in
+``_flows``: they fail (strictly) as soon as the fix is in, so the marker
+must then go.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from dce_session._flows import decode_value
+from dce_session.core import is_valid_sid
+from dce_session.errors import SerializationError
+
+DEEP = "[" * 10_000 + "]" * 10_000
+DEEP_USER = '{"id": 7, "x": ' + DEEP + "}"
+
+
+class Shouting(str):
+    """A str subclass whose ``__str__`` differs from its text."""
+
+    def __str__(self) -> str:
+        return self.upper() + "!"
+
+
+# -- the decoder itself ----------------------------------------------------
+
+
+@pytest.mark.parametrize("raw", [DEEP, '{"a":' * 5_000 + "1" + "}" * 5_000, "NaN",
+                                 "[Infinity]", "not json", "", "{", "\ud800"])
+def test_decode_value_refuses_with_serialization_error(raw: str) -> None:
+    with pytest.raises(SerializationError) as excinfo:
+        decode_value(raw)
+    assert isinstance(excinfo.value.__cause__, (ValueError, RecursionError))
+
+
+def test_decode_value_reads_what_python_can_nest() -> None:
+    assert decode_value("[" * 500 + "]" * 500) is not None
+    assert decode_value('{"a": [1, "x", null, true, 1.5]}') == {"a": [1, "x", None, True, 1.5]}
+
+
+# -- deep stored JSON through the sessions ---------------------------------
+
+
+async def _stored_with(make_manager: Any, call: Any, store: Any, **raw: str) -> tuple[Any, str]:
+    manager = make_manager()
+    session = manager.new()
+    await call(session.set("kept", 1))
+    store.hset(session.key, mapping=raw)
+    return manager, session.id
+
+
+async def test_deep_stored_value_is_serialization_error(make_manager: Any, call: Any,
+                                                        store: Any) -> None:
+    manager, sid = await _stored_with(make_manager, call, store, deep=DEEP)
+    session = manager.open(sid)
+    with pytest.raises(SerializationError):
+        await call(session.get("deep"))
+    with pytest.raises(SerializationError):
+        await call(manager.open(sid).data())
+    assert await call(manager.open(sid).get("kept")) == 1  # the other fields still read
+
+
+async def test_deep_stored_user_breaks_no_other_operation(make_manager: Any, call: Any,
+                                                          store: Any) -> None:
+    manager, sid = await _stored_with(make_manager, call, store, **{"$user": DEEP_USER})
+    # Reading another field touches, and the touch looks at $user for the index.
+    assert await call(manager.open(sid).get("kept")) == 1
+    await call(manager.open(sid).set("more", 2))  # the write commits and reports success
+    assert store.hget(f"dcesid:{sid}", "more") == "2"
+    assert await call(manager.open(sid).touch()) is True
+    with pytest.raises(SerializationError):
+        await call(manager.open(sid).user())
+    with pytest.raises(SerializationError):
+        await call(manager.open(sid).uid())
+
+
+async def test_deep_stored_user_touch_is_fine(make_manager: Any, call: Any, store: Any) -> None:
+    manager, sid = await _stored_with(make_manager, call, store, **{"$user": DEEP_USER})
+    assert await call(manager.open(sid).touch()) is True
+
+
+# -- bad sids: open / connect / request never raise, cost nothing ----------
+
+BAD_SIDS: list[Any] = [
+    None, 0, 12345, 3.5, True, b"", object(), ["x"], str,
+    "", "x" * 10_000_000, "\ud800" * 80, "A" * 76 + "\x00", "g" * 76,
+    Shouting("not a sid"),
+]
+
+
+def _bad_sid_id(value: Any) -> str:
+    return f"{type(value).__name__}:{repr(value)[:16]}"
+
+
+@pytest.mark.parametrize("presented", BAD_SIDS, ids=_bad_sid_id)
+async def test_bad_sid_never_raises_and_costs_nothing(make_manager: Any, call: Any,
+                                                      commandstats: Any, presented: Any) -> None:
+    manager = make_manager()
+    commandstats.snapshot()
+    opened = manager.open(presented)
+    assert opened.newborn is True
+    assert is_valid_sid(opened.id)
+    assert opened.id != presented
+    assert await call(opened.get("a")) is None
+    assert await call(opened.user()) is None
+    assert await call(opened.raw()) == {}
+    assert commandstats.delta() == {}  # a malformed sid costs no command
+    # A connection's first request writes the binding, so those cost one write each.
+    connection = manager.connect(presented, "10.0.0.1:8000")
+    assert is_valid_sid(connection.id)
+    assert connection.id != presented
+    requested = manager.connect(None, "10.0.0.1:8000").request(presented)
+    for session in (connection.request(), requested):
+        assert session.newborn is True
+        assert is_valid_sid(session.id)
+        assert session.id != presented
+        assert await call(session.get("a")) is None
+        assert await call(session.user()) is None
+
+
+@pytest.mark.xfail(strict=True, reason="core: _touch_flow/_ttl_passed_flow of a newborn "
+                   "(its fresh sid cannot be stored) could answer without a command")
+async def test_touch_of_a_malformed_sid_costs_nothing(make_manager: Any, call: Any,
+                                                      commandstats: Any) -> None:
+    session = make_manager().open("not a sid")
+    commandstats.snapshot()
+    assert await call(session.touch()) is False
+    assert await call(session.ttl_passed()) is None
+    assert commandstats.delta() == {}
+
+
+async def test_open_of_a_ttl_zero_sid_is_newborn(make_manager: Any, call: Any,
+                                                  commandstats: Any) -> None:
+    zero = "0" * 76  # the sid shape, but a ttl of 0 minutes: it never lived
+    commandstats.snapshot()
+    session = make_manager().open(zero)
+    assert session.newborn is True
+    assert session.id != zero
+    assert await call(session.get("a")) is None
+    assert commandstats.delta() == {}
+
+
+@pytest.mark.xfail(strict=True, reason="core: ConnectionCore must refuse a ttl-0 sid as "
+                   "SessionCore does (it keeps it as its id and every request is a newborn)")
+async def test_connect_with_a_ttl_zero_sid_keeps_one_session(make_manager: Any,
+                                                             call: Any) -> None:
+    connection = make_manager().connect("0" * 76, "10.0.0.1:8000")
+    assert connection.id != "0" * 76
+    await call(connection.request().set("a", 1))
+    assert await call(connection.request().get("a")) == 1
+
+
+async def test_str_subclass_sid_opens_by_its_text(make_manager: Any, call: Any) -> None:
+    manager = make_manager()
+    session = manager.new()
+    await call(session.set("a", 1))
+    presented = Shouting(session.id)
+    assert str(presented) != session.id  # the subclass lies in __str__
+    opened = manager.open(presented)
+    assert opened.newborn is False
+    assert await call(opened.get("a")) == 1
+    assert type(opened.id) is str
+    assert opened.id == session.id
+    connection = manager.connect(presented, "10.0.0.1:8000")
+    assert connection.id == session.id
+    assert await call(connection.request().get("a")) == 1
+    request = manager.connect(None, "10.0.0.1:8000").request(presented)
+    assert await call(request.get("a")) == 1
+
+
+async def test_bytes_of_a_valid_sid_are_not_adopted(make_manager: Any, call: Any,
+                                                    store: Any) -> None:
+    manager = make_manager()
+    session = manager.new()
+    await call(session.set("a", 1))
+    for presented in (session.id.encode(), bytearray(session.id.encode())):
+        opened = manager.open(presented)
+        assert opened.newborn is True
+        assert await call(opened.get("a")) is None
+        await call(opened.set("b", 2))
+        assert opened.id != session.id
+    assert store.hgetall(session.key) == {"a": "1"}
