@@ -4,10 +4,6 @@ Issue 7, item 1: stored JSON nested too deep for Python (``RecursionError``
 inside :mod:`json`), a ``str`` subclass whose ``__str__`` differs from its
 text, bytes, ints, huge strings... ``open``/``connect``/``request`` never
 raise for a bad sid (SEMANTICS Part 2.6), and a bad sid costs no command.
-
-Tests marked ``xfail(strict=True)`` document core fixes still to land in
-``_flows``: they fail (strictly) as soon as the fix is in, so the marker
-must then go.
 """
 
 from __future__ import annotations
@@ -126,8 +122,6 @@ async def test_bad_sid_never_raises_and_costs_nothing(make_manager: Any, call: A
         assert await call(session.user()) is None
 
 
-@pytest.mark.xfail(strict=True, reason="core: _touch_flow/_ttl_passed_flow of a newborn "
-                   "(its fresh sid cannot be stored) could answer without a command")
 async def test_touch_of_a_malformed_sid_costs_nothing(make_manager: Any, call: Any,
                                                       commandstats: Any) -> None:
     session = make_manager().open("not a sid")
@@ -148,8 +142,6 @@ async def test_open_of_a_ttl_zero_sid_is_newborn(make_manager: Any, call: Any,
     assert commandstats.delta() == {}
 
 
-@pytest.mark.xfail(strict=True, reason="core: ConnectionCore must refuse a ttl-0 sid as "
-                   "SessionCore does (it keeps it as its id and every request is a newborn)")
 async def test_connect_with_a_ttl_zero_sid_keeps_one_session(make_manager: Any,
                                                              call: Any) -> None:
     connection = make_manager().connect("0" * 76, "10.0.0.1:8000")

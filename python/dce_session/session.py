@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 import redis
 import redis.cluster
-from redis.exceptions import NoScriptError, RedisClusterException, RedisError
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError, SlotNotCoveredError
 
 from dce_session._flows import Call, ConnectionCore, Flow, ManagerCore, SessionCore
 from dce_session._flows.calls import Pipeline, store_error
@@ -67,6 +67,8 @@ def _send(client: Any, call: Call) -> Any:
                 raise
             return client.execute_command(*fallback)
     except (RedisError, RedisClusterException) as error:  # cluster errors are no RedisError
+        if isinstance(error, SlotNotCoveredError) and hasattr(client, "nodes_manager"):
+            client.nodes_manager.initialize()  # the blocking client would keep a stale slot map
         raise store_error(error) from error
 
 

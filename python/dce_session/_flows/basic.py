@@ -81,11 +81,18 @@ class BasicFlows(SessionState):
         hidden = self._manager.bookkeeping
         return {name: decode_value(raw) for name, raw in fields.items() if name not in hidden}
 
+    def _unwritten_newborn(self) -> bool:
+        """A newborn of our own fresh sid that nothing wrote yet: no key can exist
+        (a connection's newborn shares its sid with other request objects)."""
+        return self.newborn and self._state is State.UNSTORED and self._connection is None
+
     def _touch_flow(self) -> Flow[bool]:
         if self._binding:  # a connection's first request: the binding rides along
             self._touched = False
             yield from self._write_flow([], [], True)
             return self._state is State.STORED
+        if self._unwritten_newborn():
+            return False
         touched = Touched.parse((yield ScriptCall(_scripts.TOUCH, (self.key,), self._header())))
         self._touched = True
         if not touched.outcome.acted:
@@ -156,6 +163,8 @@ class BasicFlows(SessionState):
                                                  counted=True)))
 
     def _ttl_passed_flow(self) -> Flow[int | None]:
+        if self._unwritten_newborn():
+            return None
         remaining = int((yield Command(("TTL", self.key))))
         if remaining < 0:
             self._absent()

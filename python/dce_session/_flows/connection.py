@@ -9,7 +9,7 @@ import secrets
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from dce_session import _scripts
-from dce_session._core import is_valid_sid
+from dce_session._core import is_valid_sid, parse_sid
 from dce_session._flows.calls import Command, Flow, ScriptCall, batch, text
 from dce_session._flows.settings import redact
 from dce_session.errors import ConfigError, StoreError
@@ -51,7 +51,8 @@ class ConnectionCore:
         if client is not None and not isinstance(client, str):
             raise ConfigError(f"client must be a str or None, got {client!r}")
         self._manager, self.server, self.client, self._bound = manager, server, client, False
-        valid = isinstance(sid, str) and is_valid_sid(sid)
+        valid = isinstance(sid, str) and is_valid_sid(sid) \
+            and parse_sid(str.__str__(sid))[0] > 0  # a ttl of 0 never lived, as in open()
         self._generated = not valid  # our own fresh sid: its session is newborn
         self.id = str.__str__(sid) if isinstance(sid, str) and valid \
             else manager.fresh_sid(manager.ttl_minutes)
