@@ -316,3 +316,80 @@ def test_index_operations_cost_at_most_three_round_trips_per_node(
         assert manager.sessions_of(31) == []
     finally:
         client.close()
+
+
+# -- connections and session events on the cluster (issue 9) ------------------------
+
+
+def _event_subscribers(ports: list[int], channel: str) -> int:
+    """Subscribers of ``channel`` over every node (classic pub/sub is per node)."""
+    total = 0
+    for port in ports:
+        with redis.Redis(port=port, decode_responses=True) as node:
+            total += int(node.pubsub_numsub(channel)[0][1])
+    return total
+
+
+async def test_connections_and_events_on_a_cluster(manager: Any, door: str, cluster: Any,
+                                                   cluster_nodes: list[int], call: Any) -> None:
+    import asyncio
+    import queue
+    import threading
+
+    events: queue.Queue[Any] = queue.Queue()
+    if door == "async":
+        # redis-py's asyncio RedisCluster learns its slots on its first command;
+        # a pubsub before that fails (KeyError in get_node_from_slot)
+        await manager.client.initialize()
+    stream = manager.events(poll=0.05)
+    if door == "sync":
+        def listen() -> None:
+            for event in stream:
+                events.put(event)
+        listener: Any = threading.Thread(target=listen, daemon=True)
+        listener.start()
+    else:
+        async def alisten() -> None:
+            async for event in stream:
+                events.put(event)
+        listener = asyncio.create_task(alisten())
+    deadline = time.monotonic() + 10
+    while _event_subscribers(cluster_nodes, "dcesid~events") == 0:
+        assert time.monotonic() < deadline, "the event stream never subscribed"
+        await asyncio.sleep(0.01)
+    try:
+        laptop = await call(manager.new().login({"id": 77}))
+        phone = await call(manager.new().login({"id": 77}))
+        on_a = manager.connect(laptop, "a:1", "1.1.1.1:1")
+        on_b = manager.connect(phone, "b:2", "2.2.2.2:2")
+        assert await call(on_a.request().touch()) is True
+        assert await call(on_b.request().touch()) is True
+        assert sorted(await call(manager.connections_of(77))) == sorted([
+            (laptop, "a:1", "1.1.1.1:1"), (phone, "b:2", "2.2.2.2:2")])
+        await call(manager.forget_server("b:2"))
+        assert await call(manager.connections_of(77)) == [(laptop, "a:1", "1.1.1.1:1")]
+        await call(manager.beat("b:2"))
+        assert len(await call(manager.connections_of(77))) == 2
+        assert await call(manager.logout_everywhere(77)) == 2
+        # on a cluster each per-slot step publishes its own event: collect until
+        # every sid was told of (one event, or one per slot the sessions live in)
+        told: set[str] = set()
+        deadline = time.monotonic() + 5
+        while told != {laptop, phone}:
+            assert time.monotonic() < deadline, f"logout_everywhere told only of {told}"
+            try:
+                event = events.get_nowait()
+            except queue.Empty:
+                await asyncio.sleep(0.01)
+                continue
+            assert (event.kind, event.uid) == ("logout_everywhere", 77)
+            assert all(event.concerns(sid) for sid in event.sids)
+            told.update(event.sids)
+        assert await call(manager.connections_of(77)) == []
+    finally:
+        if door == "sync":
+            stream.close()
+            listener.join(timeout=5)
+        else:
+            await stream.aclose()
+            await asyncio.wait_for(listener, 5)
