@@ -27,7 +27,7 @@ import pytest
 import redis
 import uvicorn  # noqa: F401  (the servers need it: a missing test dep fails here, loudly)
 import websockets
-from dce_session import SessionManager
+from dce_session import RenewPolicy, SessionManager
 from dce_session.core import generate_sid
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -219,3 +219,29 @@ async def test_a_killed_server_drops_out_and_a_stopped_one_at_once(
     fleet.stop()
     assert await closed(on_a) in (1001, 1012)  # uvicorn's shutdown close, or the hub's
     assert manager.connections_of(42) == []
+
+
+async def test_a_rotation_moves_the_sockets_to_the_new_sid(fleet: Any, redis_url: str,
+                                                          manager: SessionManager) -> None:
+    a, b = fleet.ports
+    sid = login(fleet, a, 42)
+    on_a, on_b = await open_socket(fleet, a, sid), await open_socket(fleet, b, sid)
+    later = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:  # another process, past the renew interval, rotates the session
+        rotating = SessionManager(later, renew=RenewPolicy(),
+                                  clock=lambda: time.time() + 700).open(sid)
+        assert rotating.try_renew() is True
+    finally:
+        later.close()
+    new = rotating.id
+    assert new != sid
+    assert await receive(on_a) == {"event": "rotate"}
+    assert await receive(on_b) == {"event": "rotate"}
+    assert {row[0] for row in manager.connections_of(42)} == {new}
+    # the hubs now file both sockets under the new sid: its logout closes them
+    assert manager.open(new).logout() is True
+    assert await receive(on_a) == {"event": "logout"}
+    assert await receive(on_b) == {"event": "logout"}
+    assert await asyncio.gather(closed(on_a), closed(on_b)) == [ENDED, ENDED]
+    until(lambda: manager.client.hget(f"dcesid:{new}", "$servers") is None,
+          "both bindings to go")
