@@ -245,3 +245,16 @@ async def test_a_rotation_moves_the_sockets_to_the_new_sid(fleet: Any, redis_url
     assert await asyncio.gather(closed(on_a), closed(on_b)) == [ENDED, ENDED]
     until(lambda: manager.client.hget(f"dcesid:{new}", "$servers") is None,
           "both bindings to go")
+
+
+async def test_a_handler_that_fails_still_removes_the_binding(fleet: Any,
+                                                              manager: SessionManager) -> None:
+    a, b = fleet.ports
+    sid = login(fleet, a, 42)
+    failing, staying = await open_socket(fleet, a, sid), await open_socket(fleet, b, sid)
+    assert len(manager.connections_of(42)) == 2
+    await failing.send("not json")  # the example's handler raises on it
+    assert await closed(failing) in (None, 1011)  # uvicorn drops it (or says 1011)
+    until(lambda: len(manager.connections_of(42)) == 1, "the failed socket's binding to go")
+    assert manager.connections_of(42)[0][1] == f"127.0.0.1:{b}"
+    await staying.close()
