@@ -242,7 +242,8 @@ class SocketHub:
             (called before ``on_session_end``).
         beat_every: seconds between presence beats; connections of a server
             that stopped beating drop out of ``connections_of`` after
-            ``3 * beat_every`` seconds (15 s by default). ``None``: no presence.
+            ``3 * beat_every`` seconds, at least 3 (15 s by default; up to one
+            more second, as presence counts whole seconds). ``None``: no presence.
         poll: how long the listeners wait on Redis before checking for close.
 
     >>> import redis.asyncio, dce_session.asyncio
