@@ -6,7 +6,8 @@ of their sockets, session events reaching every server, logout everywhere
 closing every socket, a SIGKILLed server dropping out of ``connections_of``.
 The servers beat every 0.5 s here (the shortest lapse, 3 s), so a dead one
 drops out within about 4 s instead of the default 16-21 s. Delays are measured and
-printed, never asserted (docs/connections.md records them).
+printed, never asserted (docs/connections.md records them). The last test
+runs the same fleet on a local Redis Cluster.
 """
 
 from __future__ import annotations
@@ -25,10 +26,12 @@ from typing import Any
 
 import pytest
 import redis
+import redis.cluster
 import uvicorn  # noqa: F401  (the servers need it: a missing test dep fails here, loudly)
 import websockets
 from dce_session import RenewPolicy, SessionManager
 from dce_session.core import generate_sid
+from test_cluster import cluster_nodes  # noqa: F401  (the cluster fixture: started for this module)
 from websockets.asyncio.client import ClientConnection, connect
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -258,3 +261,37 @@ async def test_a_handler_that_fails_still_removes_the_binding(fleet: Any,
     until(lambda: len(manager.connections_of(42)) == 1, "the failed socket's binding to go")
     assert manager.connections_of(42)[0][1] == f"127.0.0.1:{b}"
     await staying.close()
+
+
+# -- the same fleet on a local Redis Cluster --------------------------------------
+
+
+async def test_the_fleet_on_a_cluster(cluster_nodes: list[int], report: Any) -> None:  # noqa: F811
+    client = redis.cluster.RedisCluster(host="127.0.0.1", port=cluster_nodes[0],
+                                        decode_responses=True)
+    client.flushall(target_nodes=redis.cluster.RedisCluster.PRIMARIES)
+    manager = SessionManager(client)
+    url = f"redis://127.0.0.1:{cluster_nodes[0]}/0"
+    try:
+        with run.Fleet(url, _free_ports(2), beat_every=BEAT_EVERY, cluster=True) as fleet:
+            a, b = fleet.ports
+            laptop, phone = login(fleet, a, 42), login(fleet, b, 42)
+            on_a, on_b = await open_socket(fleet, a, laptop), await open_socket(fleet, b, phone)
+            assert {row[0] for row in manager.connections_of(42)} == {laptop, phone}
+            assert {row[1] for row in manager.connections_of(42)} == {
+                f"127.0.0.1:{a}", f"127.0.0.1:{b}"}
+            reply, _ = post(fleet.url(b, "/send/42"), {"text": "hi"})
+            assert reply == {"local": 1, "forwarded": [f"127.0.0.1:{a}"], "unreachable": []}
+            assert await receive(on_a) == {"from": None, "text": "hi"}
+            assert await receive(on_b) == {"from": None, "text": "hi"}
+            start = time.monotonic()
+            reply, _ = post(fleet.url(a, "/logout-everywhere"), sid=laptop)
+            assert reply == {"ended": 2}
+            assert await receive(on_a) == {"event": "logout_everywhere"}
+            assert await receive(on_b) == {"event": "logout_everywhere"}
+            codes = await asyncio.gather(closed(on_a), closed(on_b))
+            report("cluster: logout_everywhere -> both sockets closed", time.monotonic() - start)
+            assert codes == [ENDED, ENDED]
+            until(lambda: manager.connections_of(42) == [], "the bindings to go")
+    finally:
+        client.close()

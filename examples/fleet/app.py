@@ -2,7 +2,8 @@
 
 Each uvicorn process runs this module (``examples/fleet/run.py`` starts two);
 they share the store through ``REDIS_URL`` and each one names itself with
-``FLEET_SERVER`` (default ``<hostname>:<pid>``). Endpoints:
+``FLEET_SERVER`` (default ``<hostname>:<pid>``); ``FLEET_CLUSTER=1`` makes
+``REDIS_URL`` a Redis Cluster node. Endpoints:
 
 - ``POST /login`` ``{"uid": 42, "name": "Ada"}``: a logged-in session; the
   ``session`` cookie carries its sid (what Starlette's session cookie is called).
@@ -31,6 +32,7 @@ from typing import Any
 
 import dce_session.asyncio
 import redis.asyncio
+import redis.asyncio.cluster
 from dce_session import SessionEvent
 from dce_session.integrations.websocket import SocketHub, SocketSession
 from fastapi import FastAPI, Request, WebSocket
@@ -40,7 +42,9 @@ COOKIE = "session"
 SERVER = os.environ.get("FLEET_SERVER") or None
 BEAT_EVERY = float(os.environ.get("FLEET_BEAT_EVERY", "5"))
 
-client = redis.asyncio.Redis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+client: Any = (redis.asyncio.cluster.RedisCluster.from_url(URL)  # FLEET_CLUSTER=1: a cluster node
+               if os.environ.get("FLEET_CLUSTER") == "1" else redis.asyncio.Redis.from_url(URL))
 manager = dce_session.asyncio.SessionManager(client, ttl_minutes=60)
 
 

@@ -43,8 +43,8 @@ class Fleet:
     """
 
     def __init__(self, redis_url: str, ports: Sequence[int], beat_every: float = 5.0,
-                 log_level: str = "warning") -> None:
-        self.redis_url, self.ports = redis_url, list(ports)
+                 log_level: str = "warning", cluster: bool = False) -> None:
+        self.redis_url, self.ports, self.cluster = redis_url, list(ports), cluster
         self.beat_every, self.log_level = beat_every, log_level
         self.servers: dict[int, subprocess.Popen[bytes]] = {}
 
@@ -54,7 +54,8 @@ class Fleet:
     def start(self) -> Fleet:
         for port in self.ports:
             env = {**os.environ, "REDIS_URL": self.redis_url, "FLEET_SERVER": f"{HOST}:{port}",
-                   "FLEET_BEAT_EVERY": str(self.beat_every)}
+                   "FLEET_BEAT_EVERY": str(self.beat_every),
+                   "FLEET_CLUSTER": "1" if self.cluster else "0"}
             self.servers[port] = subprocess.Popen(
                 [sys.executable, "-m", "uvicorn", "app:app", "--app-dir", str(HERE),
                  "--host", HOST, "--port", str(port), "--log-level", self.log_level,
@@ -120,9 +121,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--ports", type=int, nargs="+", default=[8001, 8002])
     parser.add_argument("--beat-every", type=float, default=5.0,
                         help="presence beat, seconds (a killed server drops out after 3)")
+    parser.add_argument("--cluster", action="store_true",
+                        help="REDIS_URL is a node of a Redis Cluster")
     args = parser.parse_args(argv)
+    if args.cluster and not os.environ.get("REDIS_URL"):
+        parser.error("--cluster needs REDIS_URL: a node of a running cluster")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop the fleet, then Redis
-    with redis_for_the_fleet() as url, Fleet(url, args.ports, args.beat_every, "info") as fleet:
+    with redis_for_the_fleet() as url, \
+            Fleet(url, args.ports, args.beat_every, "info", args.cluster) as fleet:
         for port in fleet.ports:
             print(f"server {HOST}:{port}: {fleet.url(port)}"
                   f"  websocket {fleet.url(port, '/ws', 'ws')}", flush=True)

@@ -285,7 +285,8 @@ class SocketHub:
 
     async def start(self) -> SocketHub:
         """Start the presence, the routing listener and (opt-in) the event
-        listener; returns once both listeners are subscribed."""
+        listener; returns once the listeners are subscribed (``TimeoutError``
+        after 10 s, everything stopped again)."""
         self._closing = False
         if self.beat_every is not None:
             self._presence = await self.manager.keep_alive(self.server,
@@ -297,7 +298,11 @@ class SocketHub:
             self._ready.append(asyncio.Event())
             self._tasks.append(asyncio.create_task(self._events(self._ready[1]),
                                                    name=f"dce-events {self.server}"))
-        await asyncio.wait_for(asyncio.gather(*(ready.wait() for ready in self._ready)), 10)
+        try:
+            await asyncio.wait_for(asyncio.gather(*(ready.wait() for ready in self._ready)), 10)
+        except BaseException:
+            await self.aclose()
+            raise
         return self
 
     async def aclose(self) -> None:
@@ -340,10 +345,15 @@ class SocketHub:
         connection = self.manager.connect(sid, self.server,
                                           None if peer is None else f"{peer.host}:{peer.port}")
         request = connection.request()
-        uid = await request.uid()  # ONE call: binds, and reads the user
-        if request.newborn or (self.require_user and uid is None):
-            await connection.disconnect()  # an unknown sid: drop the binding-only session
-            await websocket.close(1008)
+        try:
+            uid = await request.uid()  # ONE call: binds, and reads the user
+            if request.newborn or (self.require_user and uid is None):
+                await connection.disconnect()  # an unknown sid: drop the binding-only session
+                await websocket.close(1008)
+                return None
+        except StoreError as error:  # no store, no binding: refuse (the client may retry)
+            log.warning("websocket refused: the store failed (%s)", error)
+            await websocket.close(1011)
             return None
         socket = SocketSession(self, websocket, connection, uid)
         self._register(socket)
