@@ -41,6 +41,10 @@ setup: ## Install redis-server if missing, create the venv, build the extension 
 demo: setup ## Run examples/quickstart.py in the venv
 	$(PY) examples/quickstart.py
 
+.PHONY: fleet
+fleet: setup ## Run the two-server websocket example (examples/fleet) on :8001 and :8002
+	$(PY) examples/fleet/run.py
+
 .PHONY: lint
 lint: setup ## cargo fmt --check, clippy -D warnings, ruff check, mypy --strict, stubtest
 	$(rust_lint)

@@ -222,6 +222,9 @@ async def test_a_killed_server_drops_out_and_a_stopped_one_at_once(
     fleet.stop()
     assert await closed(on_a) in (1001, 1012)  # uvicorn's shutdown close, or the hub's
     assert manager.connections_of(42) == []
+    left = json.loads(manager.client.hget(f"dcesid:{sid}", "$servers"))
+    # A's binding went with its socket; the killed B's stays in the hash, unreported
+    assert [server for server, _ in left.values()] == [f"127.0.0.1:{b}"]
 
 
 async def test_a_rotation_moves_the_sockets_to_the_new_sid(fleet: Any, redis_url: str,
