@@ -31,7 +31,7 @@ import uvicorn  # noqa: F401  (the servers need it: a missing test dep fails her
 import websockets
 from dce_session import RenewPolicy, SessionManager
 from dce_session.core import generate_sid
-from test_cluster import cluster_nodes  # noqa: F401  (the cluster fixture: started for this module)
+from dce_session.testing import LocalCluster
 from websockets.asyncio.client import ClientConnection, connect
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -269,7 +269,13 @@ async def test_a_handler_that_fails_still_removes_the_binding(fleet: Any,
 # -- the same fleet on a local Redis Cluster --------------------------------------
 
 
-async def test_the_fleet_on_a_cluster(cluster_nodes: list[int], report: Any) -> None:  # noqa: F811
+@pytest.fixture(scope="module")
+def cluster_nodes() -> Iterator[list[int]]:
+    with LocalCluster(masters=3) as cluster:
+        yield cluster.ports
+
+
+async def test_the_fleet_on_a_cluster(cluster_nodes: list[int], report: Any) -> None:
     client = redis.cluster.RedisCluster(host="127.0.0.1", port=cluster_nodes[0],
                                         decode_responses=True)
     client.flushall(target_nodes=redis.cluster.RedisCluster.PRIMARIES)
