@@ -20,6 +20,7 @@ MODULES = [
     "dce_session.session",
     "dce_session._flows",
     "dce_session.testing",
+    "dce_session.integrations._common",
 ]
 
 
