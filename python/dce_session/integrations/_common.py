@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from dce_session.errors import ConfigError
+from dce_session.errors import ConfigError, SerializationError
 
 __all__ = [
     "MAX_TTL_MINUTES",
@@ -115,14 +115,17 @@ def jsonable(value: Any) -> Any:
     Values that are JSON already come back as they are (no copy); tuples
     become lists and int/float/bool/None dict keys strings, as ``json.dumps``
     makes them (Django's ``JSONSerializer``). Anything ``json`` refuses raises
-    ``TypeError``/``ValueError``.
+    :class:`SerializationError`.
 
     >>> jsonable({1: (2, 3), "a": None})
     {'1': [2, 3], 'a': None}
     """
     if _is_json(value):
         return value
-    return json.loads(json.dumps(value, separators=(",", ":"), allow_nan=False))
+    try:
+        return json.loads(json.dumps(value, separators=(",", ":"), allow_nan=False))
+    except (TypeError, ValueError) as error:
+        raise SerializationError(f"not a JSON value: {error}") from error
 
 
 def decode(raw: str) -> Any:

@@ -387,7 +387,7 @@ class SessionInterface(_FlaskSessionInterface):
         """The JSON value stored for a Flask session value (Flask's tags)."""
         try:
             return jsonable(self.serializer.tag(value))
-        except (TypeError, ValueError) as error:
+        except (TypeError, ValueError) as error:  # SerializationError is a TypeError
             raise SerializationError(f"a Flask session cannot hold {value!r}: {error}") from error
 
     def permanent_ttl(self, app: Flask) -> int:
