@@ -48,6 +48,7 @@ __all__ = [
     "jsonable",
     "reserved_fields",
     "ttl_minutes",
+    "user_values",
 ]
 
 #: The largest ttl a sid can carry (4 hex digits of minutes: about 45.5 days).
@@ -135,6 +136,24 @@ def decode(raw: str) -> Any:
 
 def _refuse(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
+
+
+def user_values(raw: Mapping[str, str], reserved: Iterable[str]) -> dict[str, Any]:
+    """The decodable user values of a raw hash (when ``Session.data()`` met a field
+    that is not JSON, another program's): bookkeeping and non-JSON fields left out.
+
+    >>> user_values({"a": "1", "$user": "{}", "legacy": "not json"}, {"$user"})
+    {'a': 1}
+    """
+    hidden = frozenset(reserved)
+    values: dict[str, Any] = {}
+    for name, text in raw.items():
+        if name not in hidden:
+            try:
+                values[name] = decode(text)
+            except ValueError:
+                continue
+    return values
 
 
 def canonical(value: Any) -> str | None:

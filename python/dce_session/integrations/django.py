@@ -102,10 +102,10 @@ from dce_session.integrations._common import (
     Cookie,
     Snapshot,
     cookie,
-    decode,
     jsonable,
     reserved_fields,
     ttl_minutes,
+    user_values,
 )
 from dce_session.session import Session, SessionManager
 
@@ -203,15 +203,7 @@ def _values(session: Session) -> dict[str, Any]:
     try:
         return session.data()
     except SerializationError:  # another program's field: neither shown nor written
-        hidden = reserved_fields(session.manager)
-        values: dict[str, Any] = {}
-        for name, raw in session.raw().items():
-            if name not in hidden:
-                try:
-                    values[name] = decode(raw)
-                except ValueError:
-                    continue
-        return values
+        return user_values(session.raw(), reserved_fields(session.manager))
 
 
 class SessionStore(SessionBase):

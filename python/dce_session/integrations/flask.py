@@ -89,10 +89,10 @@ from dce_session.integrations._common import (
     Cookie,
     Snapshot,
     cookie,
-    decode,
     jsonable,
     reserved_fields,
     ttl_minutes,
+    user_values,
 )
 from dce_session.session import Session as DceSession
 from dce_session.session import SessionManager
@@ -352,15 +352,7 @@ def _values(dce: DceSession) -> dict[str, Any]:
     try:
         return dce.data()
     except SerializationError:  # another program's field: neither shown nor written
-        hidden = reserved_fields(dce.manager)
-        values: dict[str, Any] = {}
-        for name, raw in dce.raw().items():
-            if name not in hidden:
-                try:
-                    values[name] = decode(raw)
-                except ValueError:
-                    continue
-        return values
+        return user_values(dce.raw(), reserved_fields(dce.manager))
 
 
 class SessionInterface(_FlaskSessionInterface):

@@ -93,10 +93,10 @@ from dce_session.integrations._common import (
     Cookie,
     Snapshot,
     cookie,
-    decode,
     half_age_passed,
     reserved_fields,
     ttl_minutes,
+    user_values,
 )
 
 __all__ = [
@@ -276,15 +276,7 @@ async def _values(session: Session) -> dict[str, Any]:
     try:
         return await session.data()
     except SerializationError:  # another program's field: neither shown nor written
-        hidden = reserved_fields(session.manager)
-        values: dict[str, Any] = {}
-        for name, raw in (await session.raw()).items():
-            if name not in hidden:
-                try:
-                    values[name] = decode(raw)
-                except ValueError:
-                    continue
-        return values
+        return user_values(await session.raw(), reserved_fields(session.manager))
 
 
 def _short(sid: str | None) -> str:
