@@ -89,6 +89,8 @@ def rows_of(data: dict[str, Any]) -> dict[str, list[Row]]:
     groups: dict[str, list[Row]] = {}
     for bench in data["benchmarks"]:
         info = bench.get("extra_info") or {}
+        if info.get("role") == "peer-table":  # bench_integrations: a section of its own
+            continue
         ops = info.get("ops") or 1
         stats = bench["stats"]
         row = Row(
@@ -158,6 +160,45 @@ def comparisons(groups: dict[str, list[Row]]) -> list[tuple[str, Row, Row, float
     return found
 
 
+def peer_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows ``bench_integrations.py`` recorded (one per framework and workload)."""
+    return [row for bench in data["benchmarks"]
+            for row in (bench.get("extra_info") or {}).get("peer_rows", [])]
+
+
+def peers(data: dict[str, Any]) -> list[str]:
+    """The section comparing the integrations with their peers."""
+    rows = peer_rows(data)
+    if not rows:
+        return []
+    out = [
+        "## Integrations vs peers",
+        "",
+        "`benches/bench_integrations.py`: each framework in-process (ASGI/WSGI calls) with "
+        "no session, with ours, and with its peer, on the same Redis. Rounds are "
+        "interleaved (every contender runs 150 requests in turn, 9 rounds); the times are "
+        "each contender's median round, per request. **ratio** = peer / ours (ours' "
+        "throughput over the peer's; above 1: ours is faster); **session only** compares "
+        "the session's own cost (time minus the no-session time). Redis columns: commands "
+        "and microseconds Redis spent per request (`INFO commandstats` over the timed "
+        "requests). *read*: a stored session's cart is read; *write*: one key set; "
+        "*login*: a stored anonymous session logs a user in (a fresh one per request).",
+        "",
+        "| framework | workload | peer | no session µs | ours µs | peer µs | ratio | "
+        "session only | target | result | Redis cmds ours / peer | Redis µs ours / peer |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|",
+    ]
+    for row in rows:
+        session_only = "-" if row["session_ratio"] is None else f"{row['session_ratio']:.2f}x"
+        out.append(
+            f"| {row['framework']} | {row['workload']} | {row['peer']} | {row['none_us']:.1f} "
+            f"| {row['ours_us']:.1f} | {row['peer_us']:.1f} | {row['ratio']:.2f}x "
+            f"| {session_only} | >= {row['target']:g}x | {verdict(row['ratio'], row['target'])} "
+            f"| {row['ours_commands']:.1f} / {row['peer_commands']:.1f} "
+            f"| {row['ours_redis_us']:.1f} / {row['peer_redis_us']:.1f} |")
+    return [*out, ""]
+
+
 def render(data: dict[str, Any]) -> str:
     groups = rows_of(data)
     compared = comparisons(groups)
@@ -217,7 +258,7 @@ def render(data: dict[str, Any]) -> str:
         target = f">= {other.target:g}x" if other.target is not None else "-"
         out.append(f"| {group} | {other.label} | {by_min:.2f}x | {by_median:.2f}x | {target} "
                    f"| {verdict(by_min, other.target)} |")
-    out += ["", "## Results", "", "Times are per operation."]
+    out += ["", *peers(data), "## Results", "", "Times are per operation."]
     ratio_of = {id(other): by_min for _g, _o, other, by_min, _m in compared}
     for group, rows in groups.items():
         out += [

@@ -114,12 +114,30 @@ _RACE = ("session %s was ended by another request (a login, logout or rotation e
 
 
 def untag(serializer: TaggedJSONSerializer, value: Any) -> Any:
-    """A stored JSON value back to Flask's types (Flask's tags, innermost first)."""
+    """A stored JSON value back to Flask's types (Flask's tags, innermost first).
+
+    Scalars, and containers that hold no tag, come back as the same object."""
+    if isinstance(value, (str, int, float, bool, type(None))):
+        return value
+    if not _tagged(value, serializer.tags):
+        return value
     if isinstance(value, dict):
         return serializer.untag({key: untag(serializer, item) for key, item in value.items()})
     if isinstance(value, list):
         return [untag(serializer, item) for item in value]
     return value
+
+
+def _tagged(value: Any, tags: Mapping[str, Any]) -> bool:
+    """Whether a JSON value holds a tag anywhere (a one-key dict whose key is a tag)."""
+    if isinstance(value, dict):
+        if len(value) == 1 and next(iter(value)) in tags:
+            return True
+        return any(_tagged(item, tags) for item in value.values()
+                   if isinstance(item, (dict, list)))
+    if isinstance(value, list):
+        return any(_tagged(item, tags) for item in value if isinstance(item, (dict, list)))
+    return False
 
 
 class FlaskSession(CallbackDict[str, Any], SessionMixin):
