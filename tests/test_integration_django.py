@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
+import dce_session
 import django
 import httpx2 as httpx
 import pytest
@@ -803,3 +804,22 @@ def test_module_docstring_example_runs() -> None:
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
 
+
+
+def test_a_rotated_sid_in_its_grace_period_is_forwarded_and_the_cookie_resent(
+        redis_url: str, store: redis.Redis) -> None:
+    now = [1_700_000_000.0]
+    with override_settings(DCE_SESSION={"url": redis_url, "clock": lambda: now[0]}):
+        client = Client()
+        old = client.get("/set/a/1").cookies[COOKIE].value
+        now[0] += 601
+        with redis.Redis.from_url(redis_url) as raw:  # another service rotates it
+            other = dce_session.SessionManager(raw, renew=RenewPolicy(interval_seconds=600),
+                                               clock=lambda: now[0])
+            rotated = other.open(old)
+            assert rotated.try_renew()
+            successor = rotated.id
+        response = client.get("/get/a")  # still presents the old sid
+        assert response.json() == {"value": "1"}
+        assert response.cookies[COOKIE].value == successor
+        assert client.get("/get/a").json() == {"value": "1"}

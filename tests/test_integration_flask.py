@@ -723,3 +723,24 @@ def test_the_race_test_catches_a_naive_cookie_rule(
     with stack:
         assert len(slow.headers.get_list("set-cookie")) == 1
         assert "session" not in browser.cookies  # the login is gone: the bug
+
+
+def test_a_rotated_sid_in_its_grace_period_is_forwarded_and_the_cookie_resent(
+    make_manager: Callable[..., SessionManager], redis_url: str, store: redis.Redis
+) -> None:
+    now = [1_700_000_000.0]
+    app = build_app(make_manager(clock=lambda: now[0]))  # no renew=: the app never rotates
+    browser = app.test_client()
+    old = start(browser, a=1)
+    now[0] += 601
+    with redis.Redis.from_url(redis_url) as client:  # another service rotates it
+        other = SessionManager(client, renew=RenewPolicy(interval_seconds=600),
+                               clock=lambda: now[0])
+        rotated = other.open(old)
+        assert rotated.try_renew()
+        successor = rotated.id
+    cookie = set_cookie(browser.get("/read/a"))  # still presents the old sid
+    assert cookie is not None
+    assert cookie["value"] == successor
+    assert browser.get("/read/a").json == {"value": 1}
+    assert held(browser) == successor

@@ -728,3 +728,24 @@ def test_the_docstring_example_runs(redis_url: str, serve: Callable[..., httpx.C
     assert stored(store, sid)["visits"] == "2"
     assert_expired(browser.post("/logout"))
     assert live_keys(store) == []
+
+
+def test_a_rotated_sid_in_its_grace_period_is_forwarded_and_the_cookie_resent(
+        serve: Callable[..., httpx.Client],
+        make_manager: Callable[..., dce_session.asyncio.SessionManager],
+        redis_url: str, store: redis.Redis) -> None:
+    now = [1_700_000_000.0]
+    manager = make_manager(clock=lambda: now[0])  # no renew=: the app never rotates
+    browser = serve(build_app(manager), manager)
+    old = new_sid(browser.post("/put", json={"a": 1}))
+    now[0] += 601
+    with redis.Redis.from_url(redis_url) as client:  # another service rotates it
+        other = dce_session.SessionManager(client, renew=RenewPolicy(interval_seconds=600),
+                                           clock=lambda: now[0])
+        rotated = other.open(old)
+        assert rotated.try_renew()
+        successor = rotated.id
+    response = browser.post("/put", json={"b": 2})  # still presents the old sid
+    assert new_sid(response) == successor  # forwarded: the browser is sent the successor
+    assert jar(browser) == successor
+    assert stored(store, successor) == {"a": "1", "b": "2"}
