@@ -32,6 +32,19 @@ RAW_COMMANDS = (
 # Written after measuring and profiling (see each note's evidence); kept here so
 # that regenerating the page keeps them. Update them when the numbers move.
 NOTES = """\
+- **Integrations vs peers: where ours loses.** Round trips are equal or
+  fewer (read: ours 1, starsessions and Flask-Session 2 -- they save on
+  every request -- Django's cache engine 1; write: 2 each; login: ours 2),
+  and the integrations' own Python is small (cProfile of the Starlette
+  write: ~60 us of 900 in `dce_session` and the integration, the rest is
+  redis-py and the event loop around two EVALSHA). The gap is the scripts:
+  Redis runs 6 commands for our load and 5 for our write (TTL, HGET of
+  `$newid`, HGET of `$user`, EXPIRE, HGETALL, ...) where the peers send one
+  GET or SET, so Redis spends ~40 us per load against ~2-5 us (the Redis
+  columns), and each EVALSHA carries ~18 arguments for redis-py to pack.
+  Reads win only where the peer makes a second round trip; writes lose
+  until the scripts do less (e.g. the pointer and the user read from the
+  HGETALL the load returns anyway).
 - **Build profile matters.** With the extension from a plain `maturin develop`
   (a debug build) the Rust core is 3-5x *slower* than the pure-Python
   baselines (`parse_sid` ~2.2 us against ~0.66 us for the regex). `make bench`

@@ -132,3 +132,16 @@ class Background:
         if self._error is not None:
             raise self._error
         return self._value
+
+
+def rotate_elsewhere(url: str, sid: str, clock: Callable[[], float]) -> str:
+    """Rotate ``sid`` as another service would (``try_renew`` through a manager of
+    its own, interval 600 s, by ``clock``); the successor's sid."""
+    import redis
+    from dce_session import RenewPolicy, SessionManager
+
+    with redis.Redis.from_url(url) as client:
+        manager = SessionManager(client, renew=RenewPolicy(interval_seconds=600), clock=clock)
+        session = manager.open(sid)
+        assert session.try_renew()
+        return session.id

@@ -17,12 +17,11 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-import dce_session
 import django
 import httpx2 as httpx
 import pytest
 import redis
-from _servers import Background, Gate, wsgi_server
+from _servers import Background, Gate, rotate_elsewhere, wsgi_server
 from dce_session import RenewPolicy, _scripts
 from dce_session.core import generate_sid, is_valid_sid, parse_sid
 from dce_session.errors import ConfigError, SerializationError
@@ -813,12 +812,7 @@ def test_a_rotated_sid_in_its_grace_period_is_forwarded_and_the_cookie_resent(
         client = Client()
         old = client.get("/set/a/1").cookies[COOKIE].value
         now[0] += 601
-        with redis.Redis.from_url(redis_url) as raw:  # another service rotates it
-            other = dce_session.SessionManager(raw, renew=RenewPolicy(interval_seconds=600),
-                                               clock=lambda: now[0])
-            rotated = other.open(old)
-            assert rotated.try_renew()
-            successor = rotated.id
+        successor = rotate_elsewhere(redis_url, old, lambda: now[0])  # another service
         response = client.get("/get/a")  # still presents the old sid
         assert response.json() == {"value": "1"}
         assert response.cookies[COOKIE].value == successor

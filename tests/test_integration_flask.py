@@ -17,7 +17,7 @@ import flask
 import httpx2 as httpx
 import pytest
 import redis
-from _servers import Background, Gate, wsgi_server
+from _servers import Background, Gate, rotate_elsewhere, wsgi_server
 from dce_session import ConfigError, RenewPolicy, SerializationError, SessionManager, _scripts
 from dce_session.core import generate_sid, parse_sid
 from dce_session.integrations.flask import FlaskSession, SessionInterface
@@ -733,12 +733,7 @@ def test_a_rotated_sid_in_its_grace_period_is_forwarded_and_the_cookie_resent(
     browser = app.test_client()
     old = start(browser, a=1)
     now[0] += 601
-    with redis.Redis.from_url(redis_url) as client:  # another service rotates it
-        other = SessionManager(client, renew=RenewPolicy(interval_seconds=600),
-                               clock=lambda: now[0])
-        rotated = other.open(old)
-        assert rotated.try_renew()
-        successor = rotated.id
+    successor = rotate_elsewhere(redis_url, old, lambda: now[0])  # another service
     cookie = set_cookie(browser.get("/read/a"))  # still presents the old sid
     assert cookie is not None
     assert cookie["value"] == successor

@@ -25,7 +25,7 @@ import pytest
 import redis
 import redis.asyncio
 import websockets.sync.client
-from _servers import Background, Gate, uvicorn_server
+from _servers import Background, Gate, rotate_elsewhere, uvicorn_server
 from conftest import CountingAsyncConnection, RoundTrips
 from dce_session import RenewPolicy, _scripts
 from dce_session.core import generate_sid, is_valid_sid, parse_sid
@@ -739,12 +739,7 @@ def test_a_rotated_sid_in_its_grace_period_is_forwarded_and_the_cookie_resent(
     browser = serve(build_app(manager), manager)
     old = new_sid(browser.post("/put", json={"a": 1}))
     now[0] += 601
-    with redis.Redis.from_url(redis_url) as client:  # another service rotates it
-        other = dce_session.SessionManager(client, renew=RenewPolicy(interval_seconds=600),
-                                           clock=lambda: now[0])
-        rotated = other.open(old)
-        assert rotated.try_renew()
-        successor = rotated.id
+    successor = rotate_elsewhere(redis_url, old, lambda: now[0])  # another service
     response = browser.post("/put", json={"b": 2})  # still presents the old sid
     assert new_sid(response) == successor  # forwarded: the browser is sent the successor
     assert jar(browser) == successor
