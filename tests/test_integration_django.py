@@ -817,3 +817,28 @@ def test_a_rotated_sid_in_its_grace_period_is_forwarded_and_the_cookie_resent(
         assert response.json() == {"value": "1"}
         assert response.cookies[COOKIE].value == successor
         assert client.get("/get/a").json() == {"value": "1"}
+
+
+def test_a_judged_sid_is_interrupted_and_its_cookie_left_alone(redis_url: str,
+                                                               store: redis.Redis) -> None:
+    now = [1_700_000_000.0]
+    policy = RenewPolicy(interval_seconds=600)
+    with override_settings(DCE_SESSION={"url": redis_url, "renew": policy,
+                                        "clock": lambda: now[0]}):
+        client = Client()
+        old = client.get("/set/a/1").cookies[COOKIE].value
+        now[0] += 601
+        successor = client.get("/get/a").cookies[COOKIE].value
+        now[0] += 121  # past the grace period; the browser moved on, an old tab did not
+        store.expire(key_of(successor), TTL_MINUTES * 60 - 10)
+        store.expire(key_of(old), TTL_MINUTES * 60 - 100)
+        stale_tab = Client()
+        stale_tab.cookies[COOKIE] = old
+        response = stale_tab.get("/set/b/2")
+        assert response.status_code == 400  # SessionInterrupted, as Django's engines
+        assert COOKIE not in response.cookies
+        stale_tab.cookies[COOKIE] = old
+        response = stale_tab.get("/get/a")  # read only: no session, nothing sent
+        assert response.json() == {"value": None}
+        assert COOKIE not in response.cookies
+        assert client.get("/dump").json() == {"a": "1"}

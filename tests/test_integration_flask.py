@@ -739,3 +739,27 @@ def test_a_rotated_sid_in_its_grace_period_is_forwarded_and_the_cookie_resent(
     assert cookie["value"] == successor
     assert browser.get("/read/a").json == {"value": 1}
     assert held(browser) == successor
+
+
+def test_a_judged_sid_is_no_session_and_its_cookie_is_left_alone(
+    make_manager: Callable[..., SessionManager], store: redis.Redis,
+    caplog: pytest.LogCaptureFixture
+) -> None:
+    now = [1_700_000_000.0]
+    manager = make_manager(renew=RenewPolicy(interval_seconds=600), clock=lambda: now[0])
+    app = build_app(manager)
+    browser = app.test_client()
+    old = start(browser, a=1)
+    now[0] += 601
+    successor = set_cookie(browser.get("/read/a"))["value"]  # type: ignore[index]
+    now[0] += 121  # past the grace period; the browser moved on, an old tab did not
+    store.expire(f"dcesid:{successor}", 3600 - 10)
+    store.expire(f"dcesid:{old}", 3600 - 100)
+    stale_tab = app.test_client()
+    stale_tab.set_cookie("session", old)
+    with caplog.at_level(logging.WARNING, logger="dce_session"):
+        response = stale_tab.post("/set/b", json=2)
+    assert response.status_code == 200
+    assert set_cookie(response) is None
+    assert any("ended by another request" in r.getMessage() for r in caplog.records)
+    assert browser.get("/keys").json == ["a"]  # the change was dropped

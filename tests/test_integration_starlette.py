@@ -744,3 +744,27 @@ def test_a_rotated_sid_in_its_grace_period_is_forwarded_and_the_cookie_resent(
     assert new_sid(response) == successor  # forwarded: the browser is sent the successor
     assert jar(browser) == successor
     assert stored(store, successor) == {"a": "1", "b": "2"}
+
+
+def test_a_judged_sid_is_no_session_and_its_cookie_is_left_alone(
+        serve: Callable[..., httpx.Client],
+        make_manager: Callable[..., dce_session.asyncio.SessionManager],
+        store: redis.Redis, caplog: pytest.LogCaptureFixture) -> None:
+    now = [1_700_000_000.0]
+    manager = make_manager(renew=RenewPolicy(interval_seconds=600), clock=lambda: now[0])
+    browser = serve(build_app(manager), manager)
+    old = new_sid(browser.post("/put", json={"a": 1}))
+    now[0] += 601
+    successor = new_sid(browser.get("/values"))  # rotated by the middleware
+    now[0] += 121  # past the grace period; the browser moved on, an old tab did not
+    store.expire(f"dcesid:{successor}", FOURTEEN_DAYS - 10)
+    store.expire(f"dcesid:{old}", FOURTEEN_DAYS - 100)
+    with httpx.Client(base_url=browser.base_url, timeout=10) as stale_tab, \
+            caplog.at_level(logging.WARNING, logger="dce_session"):
+        stale_tab.cookies.set(COOKIE, old)
+        response = stale_tab.post("/put", json={"b": 2})
+    assert response.status_code == 200
+    assert response.json() == {"b": 2}  # the view saw no session
+    assert set_cookies(response) == []  # nothing that could replace the browser's sid
+    assert any("ended by another request" in r.getMessage() for r in caplog.records)
+    assert browser.get("/values").json() == {"a": 1}  # the change was dropped

@@ -52,8 +52,9 @@ Settings (Flask's names and defaults):
 Behaviour:
 
 * Lazy: the first read loads the values and refreshes the TTL in one round
-  trip (with ``renew=`` on the manager, the rotation runs first); assigning
-  a key loads nothing.
+  trip (with ``renew=`` on the manager, the rotation runs first, and a write
+  that read nothing loads too, so that the rotation runs); assigning a key
+  loads nothing.
 * At the end of the request only the changed keys (in-place edits included)
   and the removed ones are written, in one ``update``.
 * The cookie is sent when the sid changes (a new session's first write,
@@ -337,6 +338,10 @@ class FlaskSession(CallbackDict[str, Any], SessionMixin):
                 elif not doomed.newborn:  # gone already: ended by another request
                     self._race()
         self._ending.clear()
+        if not self.loaded and dict.__len__(self) and self.dce.manager.renew is not None:
+            # A write that read nothing still runs the rotation first: a judged sid
+            # must not turn into a fresh session whose cookie replaces the newer one.
+            self._load()
         if self.interrupted:
             return False, False
         dce = self.dce
