@@ -163,6 +163,7 @@ class FlaskSession(CallbackDict[str, Any], SessionMixin):
         self.ended = False  # clear() ended the session that was loaded
         self._ending: list[DceSession] = []  # sessions that clear() ended
         self.snapshot = Snapshot(to_store=interface.to_store)
+        self.secure_request = False  # the request came over https: the cookie is Secure
 
     @property
     def sid(self) -> str:
@@ -427,7 +428,7 @@ class SessionInterface(_FlaskSessionInterface):
         presented = request.cookies.get(self.get_cookie_name(app)) or None
         dce = self.manager.open(presented) if is_valid_sid(presented) else self.manager.new()
         session = self.session_class(self, dce, presented)
-        session.secure_request = request.is_secure  # type: ignore[attr-defined]
+        session.secure_request = request.is_secure
         return session
 
     def regenerate(self, session: SessionMixin) -> None:
@@ -463,7 +464,7 @@ class SessionInterface(_FlaskSessionInterface):
         response.vary.add("Cookie")
         name, domain, path = (self.get_cookie_name(app), self.get_cookie_domain(app),
                               self.get_cookie_path(app))
-        secure = self.get_cookie_secure(app) or bool(getattr(session, "secure_request", False))
+        secure = self.get_cookie_secure(app) or session.secure_request
         options: dict[str, Any] = {
             "domain": domain, "path": path, "secure": secure,
             "partitioned": self.get_cookie_partitioned(app),
