@@ -45,6 +45,16 @@ demo: setup ## Run examples/quickstart.py in the venv
 fleet: setup ## Run the two-server websocket example (examples/fleet) on :8001 and :8002
 	$(PY) examples/fleet/run.py
 
+.PHONY: example-fastapi example-flask example-django
+example-fastapi: setup ## Serve examples/fastapi_app.py on http://127.0.0.1:8000
+	$(PY) examples/fastapi_app.py
+
+example-flask: setup ## Serve examples/flask_app.py on http://127.0.0.1:5000
+	$(PY) examples/flask_app.py
+
+example-django: setup ## Serve examples/django_app.py on http://127.0.0.1:8001
+	$(PY) examples/django_app.py
+
 .PHONY: lint
 lint: setup ## cargo fmt --check, clippy -D warnings, ruff check, mypy --strict, stubtest
 	$(rust_lint)
@@ -79,4 +89,4 @@ bench: ## Benchmarks on a release build: benches/results.json, then benches/READ
 .PHONY: help
 help: ## List the targets
 	@echo "usage: make TARGET"
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)

@@ -32,6 +32,19 @@ RAW_COMMANDS = (
 # Written after measuring and profiling (see each note's evidence); kept here so
 # that regenerating the page keeps them. Update them when the numbers move.
 NOTES = """\
+- **Integrations vs peers: where ours loses.** Round trips are equal or
+  fewer (read: ours 1, starsessions and Flask-Session 2 -- they save on
+  every request -- Django's cache engine 1; write: 2 each; login: ours 2),
+  and the integrations' own Python is small (cProfile of the Starlette
+  write: ~60 us of 900 in `dce_session` and the integration, the rest is
+  redis-py and the event loop around two EVALSHA). The gap is the scripts:
+  Redis runs 6 commands for our load and 5 for our write (TTL, HGET of
+  `$newid`, HGET of `$user`, EXPIRE, HGETALL, ...) where the peers send one
+  GET or SET, so Redis spends ~40 us per load against ~2-5 us (the Redis
+  columns), and each EVALSHA carries ~18 arguments for redis-py to pack.
+  Reads win only where the peer makes a second round trip; writes lose
+  until the scripts do less (e.g. the pointer and the user read from the
+  HGETALL the load returns anyway).
 - **Build profile matters.** With the extension from a plain `maturin develop`
   (a debug build) the Rust core is 3-5x *slower* than the pure-Python
   baselines (`parse_sid` ~2.2 us against ~0.66 us for the regex). `make bench`
@@ -89,6 +102,8 @@ def rows_of(data: dict[str, Any]) -> dict[str, list[Row]]:
     groups: dict[str, list[Row]] = {}
     for bench in data["benchmarks"]:
         info = bench.get("extra_info") or {}
+        if info.get("role") == "peer-table":  # bench_integrations: a section of its own
+            continue
         ops = info.get("ops") or 1
         stats = bench["stats"]
         row = Row(
@@ -158,6 +173,45 @@ def comparisons(groups: dict[str, list[Row]]) -> list[tuple[str, Row, Row, float
     return found
 
 
+def peer_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows ``bench_integrations.py`` recorded (one per framework and workload)."""
+    return [row for bench in data["benchmarks"]
+            for row in (bench.get("extra_info") or {}).get("peer_rows", [])]
+
+
+def peers(data: dict[str, Any]) -> list[str]:
+    """The section comparing the integrations with their peers."""
+    rows = peer_rows(data)
+    if not rows:
+        return []
+    out = [
+        "## Integrations vs peers",
+        "",
+        "`benches/bench_integrations.py`: each framework in-process (ASGI/WSGI calls) with "
+        "no session, with ours, and with its peer, on the same Redis. Rounds are "
+        "interleaved (every contender runs 150 requests in turn, 9 rounds); the times are "
+        "each contender's median round, per request. **ratio** = peer / ours (ours' "
+        "throughput over the peer's; above 1: ours is faster); **session only** compares "
+        "the session's own cost (time minus the no-session time). Redis columns: commands "
+        "and microseconds Redis spent per request (`INFO commandstats` over the timed "
+        "requests). *read*: a stored session's cart is read; *write*: one key set; "
+        "*login*: a stored anonymous session logs a user in (a fresh one per request).",
+        "",
+        "| framework | workload | peer | no session µs | ours µs | peer µs | ratio | "
+        "session only | target | result | Redis cmds ours / peer | Redis µs ours / peer |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|",
+    ]
+    for row in rows:
+        session_only = "-" if row["session_ratio"] is None else f"{row['session_ratio']:.2f}x"
+        out.append(
+            f"| {row['framework']} | {row['workload']} | {row['peer']} | {row['none_us']:.1f} "
+            f"| {row['ours_us']:.1f} | {row['peer_us']:.1f} | {row['ratio']:.2f}x "
+            f"| {session_only} | >= {row['target']:g}x | {verdict(row['ratio'], row['target'])} "
+            f"| {row['ours_commands']:.1f} / {row['peer_commands']:.1f} "
+            f"| {row['ours_redis_us']:.1f} / {row['peer_redis_us']:.1f} |")
+    return [*out, ""]
+
+
 def render(data: dict[str, Any]) -> str:
     groups = rows_of(data)
     compared = comparisons(groups)
@@ -217,7 +271,7 @@ def render(data: dict[str, Any]) -> str:
         target = f">= {other.target:g}x" if other.target is not None else "-"
         out.append(f"| {group} | {other.label} | {by_min:.2f}x | {by_median:.2f}x | {target} "
                    f"| {verdict(by_min, other.target)} |")
-    out += ["", "## Results", "", "Times are per operation."]
+    out += ["", *peers(data), "## Results", "", "Times are per operation."]
     ratio_of = {id(other): by_min for _g, _o, other, by_min, _m in compared}
     for group, rows in groups.items():
         out += [

@@ -21,6 +21,7 @@ MODULES = [
     "dce_session._flows",
     "dce_session.testing",
     "dce_session.integrations.websocket",
+    "dce_session.integrations._common",
 ]
 
 

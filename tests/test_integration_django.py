@@ -8,16 +8,21 @@ on a client handed to the store through ``DCE_SESSION["client"]`` (``trips``).
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import django
+import httpx2 as httpx
 import pytest
 import redis
-from dce_session import _scripts
+from _servers import Background, Gate, rotate_elsewhere, wsgi_server
+from dce_session import RenewPolicy, _scripts
 from dce_session.core import generate_sid, is_valid_sid, parse_sid
 from dce_session.errors import ConfigError, SerializationError
 from django.conf import settings
@@ -25,8 +30,16 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.test import Client, override_settings
 from django.urls import path
 
-TTL_MINUTES = 30
+TTL_MINUTES = 30  # SESSION_COOKIE_AGE of the project, in minutes
+BROWSER_TTL = 5  # the manager's ttl_minutes: sessions with a browser-session cookie
 COOKIE = "sessionid"
+GATE: dict[str, Gate] = {}  # the race tests' gate, reached by the views
+
+
+def live_keys(store: redis.Redis) -> list[str]:
+    """The session and user-index keys in Redis (replay records left aside)."""
+    return sorted(store.keys("dcesid:*") + store.keys("dceusmap:*"))  # type: ignore[operator]
+
 
 
 # -- the project: views and URLconf --------------------------------------------------
@@ -60,6 +73,42 @@ def flush_view(request: HttpRequest) -> HttpResponse:
     return HttpResponse("flushed")
 
 
+def create_view(request: HttpRequest) -> JsonResponse:
+    request.session.create()
+    return JsonResponse({"key": request.session.session_key})
+
+
+def key_view(request: HttpRequest) -> JsonResponse:
+    """An anonymous visitor's key, as apps read it (e.g. to tie a cart to it)."""
+    if request.session.session_key is None:
+        request.session.save()
+    return JsonResponse({"key": request.session.session_key})
+
+
+def int_keys_view(request: HttpRequest) -> JsonResponse:
+    request.session["votes"] = {1: "up", 2: "down"}
+    return JsonResponse({"ok": True})
+
+
+def expiry_view(request: HttpRequest, seconds: int) -> HttpResponse:
+    request.session.set_expiry(seconds)
+    request.session["a"] = "kept"
+    return HttpResponse("ok")
+
+
+def slow_view(request: HttpRequest) -> HttpResponse:
+    """Read the session, change it, then wait in the view for the test."""
+    request.session["seen"] = request.session.get("a")
+    GATE["gate"].hold()
+    return HttpResponse("slow done")
+
+
+def slow_read_view(request: HttpRequest) -> JsonResponse:
+    seen = dict(request.session.items())
+    GATE["gate"].hold()
+    return JsonResponse(seen)
+
+
 def dce_login_view(request: HttpRequest) -> HttpResponse:
     request.session.dce.login({"id": 7, "name": "ann"})  # type: ignore[attr-defined]
     return HttpResponse("logged in")
@@ -77,6 +126,12 @@ urlpatterns = [
     path("cycle", cycle_view),
     path("flush", flush_view),
     path("dce-login", dce_login_view),
+    path("create", create_view),
+    path("key", key_view),
+    path("int-keys", int_keys_view),
+    path("expiry/<int:seconds>", expiry_view),
+    path("slow", slow_view),
+    path("slow-read", slow_read_view),
     path("dce-user", dce_user_view),
 ]
 
@@ -86,13 +141,14 @@ def project_settings(redis_url: str) -> dict[str, Any]:
         "SECRET_KEY": "test-only",
         "USE_TZ": True,
         "DEBUG": False,
-        "ALLOWED_HOSTS": ["testserver"],
+        "ALLOWED_HOSTS": ["testserver", "127.0.0.1"],
         "ROOT_URLCONF": __name__,
         "INSTALLED_APPS": [],
         "DATABASES": {},
         "MIDDLEWARE": ["dce_session.integrations.django.SessionMiddleware"],
         "SESSION_ENGINE": "dce_session.integrations.django",
-        "DCE_SESSION": {"url": redis_url, "ttl_minutes": TTL_MINUTES},
+        "SESSION_COOKIE_AGE": TTL_MINUTES * 60,
+        "DCE_SESSION": {"url": redis_url, "ttl_minutes": BROWSER_TTL},
     }
 
 
@@ -170,8 +226,9 @@ def trips(redis_url: str) -> Iterator[RoundTrips]:
     counted = redis.Redis.from_pool(pool)
     try:
         with override_settings(DCE_SESSION={"client": lambda: counted,
-                                            "ttl_minutes": TTL_MINUTES}):
-            for script in (_scripts.OPEN, _scripts.WRITE, _scripts.RENEW, _scripts.DESTROY):
+                                            "ttl_minutes": BROWSER_TTL}):
+            for script in (_scripts.OPEN, _scripts.WRITE, _scripts.RENEW, _scripts.DESTROY,
+                           _scripts.TOUCH):
                 counted.script_load(script.source)  # no NOSCRIPT retry in the counts
             counter.reset()
             yield counter
@@ -209,6 +266,7 @@ def test_untouched_request_costs_nothing(client: Client, store: redis.Redis,
     assert commandstats.delta() == {}
 
 
+
 def test_constructing_a_store_does_no_io(store_cls: type[Any], commandstats: Any) -> None:
     commandstats.snapshot()
     session = store_cls(generate_sid(TTL_MINUTES))
@@ -216,69 +274,6 @@ def test_constructing_a_store_does_no_io(store_cls: type[Any], commandstats: Any
     assert session.accessed is False
     assert commandstats.delta() == {}
 
-
-# -- the cookie -----------------------------------------------------------------------
-
-
-def test_first_write_sends_the_cookie_with_dce_flags(client: Client,
-                                                         store: redis.Redis) -> None:
-    response = client.get("/set/a/1")
-    morsel = response.cookies[COOKIE]
-    sid = morsel.value
-    assert is_valid_sid(sid)
-    assert parse_sid(sid)[0] == TTL_MINUTES
-    assert morsel["httponly"] is True
-    assert morsel["secure"] is True
-    assert morsel["samesite"] == "Lax"
-    assert int(morsel["max-age"]) == TTL_MINUTES * 60
-    assert store.hgetall(key_of(sid)) == {"a": '"1"'}  # one JSON field per key
-    assert 0 < store.ttl(key_of(sid)) <= TTL_MINUTES * 60
-
-
-def test_reading_costs_one_round_trip_and_sends_no_cookie(client: Client,
-                                                          trips: RoundTrips) -> None:
-    client.get("/set/a/hello")
-    trips.reset()
-    response = client.get("/get/a")
-    assert response.json() == {"value": "hello"}
-    assert COOKIE not in response.cookies
-    assert trips.commands == [b"EVALSHA"]  # the load, with the touch
-
-
-def test_an_edit_writes_only_in_one_round_trip(client: Client, trips: RoundTrips,
-                                               store: redis.Redis) -> None:
-    client.get("/set/a/1")
-    trips.reset()
-    response = client.get("/set/b/2")
-    assert trips.commands == [b"EVALSHA", b"EVALSHA"]  # the load (with the touch), the update
-    assert COOKIE not in response.cookies  # same sid: not re-sent
-    sid = client.cookies[COOKIE].value
-    assert store.hgetall(key_of(sid)) == {"a": '"1"', "b": '"2"'}
-
-
-@pytest.mark.parametrize("cookie", ["forged", "unknown"])
-def test_a_presented_key_is_never_adopted(client: Client, store: redis.Redis,
-                                          cookie: str) -> None:
-    presented = "not-a-sid-at-all" if cookie == "forged" else generate_sid(TTL_MINUTES)
-    client.cookies[COOKIE] = presented
-    response = client.get("/set/a/1")
-    sid = response.cookies[COOKIE].value
-    assert sid != presented
-    assert is_valid_sid(sid)
-    assert store.exists(key_of(presented)) == 0
-    assert store.hgetall(key_of(sid)) == {"a": '"1"'}
-
-
-def test_unknown_key_read_only_is_dropped(client: Client, store: redis.Redis) -> None:
-    client.cookies[COOKIE] = generate_sid(TTL_MINUTES)
-    response = client.get("/get/a")
-    assert response.json() == {"value": None}
-    assert response.cookies[COOKIE].value == ""  # the useless cookie is expired
-    assert response.cookies[COOKIE]["max-age"] == 0
-    assert store.dbsize() == 0
-
-
-# -- the mapping --------------------------------------------------------------------
 
 
 def test_bookkeeping_never_appears(client: Client, store: redis.Redis) -> None:
@@ -293,45 +288,6 @@ def test_bookkeeping_never_appears(client: Client, store: redis.Redis) -> None:
     assert store.smembers("dceusmap:7") == {sid}
 
 
-def test_bookkeeping_cannot_be_assigned(store_cls: type[Any]) -> None:
-    session = store_cls()
-    with pytest.raises(KeyError, match="bookkeeping"):
-        session["$user"] = {"id": 1}
-    with pytest.raises(KeyError, match="bookkeeping"):
-        session.update({"a": 1, "$user": {"id": 1}})
-    with pytest.raises(KeyError, match="bookkeeping"):
-        session.setdefault("$newid", "x")
-    assert dict(session.items()) == {}  # nothing got in
-    session._session_cache["$user"] = {"id": 1}  # past every guard: refused when written
-    with pytest.raises(KeyError, match="bookkeeping"):
-        session.save()
-
-
-async def test_bookkeeping_cannot_be_assigned_async(store_cls: type[Any]) -> None:
-    session = store_cls()
-    with pytest.raises(KeyError, match="bookkeeping"):
-        await session.aset("$user", {"id": 1})
-    with pytest.raises(KeyError, match="bookkeeping"):
-        await session.aupdate({"$client": 1})
-    with pytest.raises(KeyError, match="bookkeeping"):
-        await session.asetdefault("$server", 1)
-    await session.aupdate({"a": 1})
-    assert await session.asetdefault("a", 2) == 1
-    assert dict(session.items()) == {"a": 1}
-
-
-def test_values_are_json_fields_and_never_pickled(store_cls: type[Any],
-                                                  store: redis.Redis) -> None:
-    sid = stored_session(store_cls, cart=["apple", 2], n=1.5, deep={"x": None})
-    assert store.hgetall(key_of(sid)) == {"cart": '["apple",2]', "n": "1.5",
-                                          "deep": '{"x":null}'}
-    again = store_cls(sid)
-    assert dict(again.items()) == {"cart": ["apple", 2], "n": 1.5, "deep": {"x": None}}
-    bad = store_cls()
-    bad["x"] = object()
-    with pytest.raises(SerializationError):
-        bad.save()
-
 
 @pytest.mark.parametrize("foreign", ["not json", "[" * 10_000 + "]" * 10_000],
                          ids=["not-json", "nested-too-deep"])
@@ -345,8 +301,6 @@ def test_foreign_non_json_field_is_neither_shown_nor_touched(
     session.save()
     assert store.hgetall(key_of(sid)) == {"a": "2", "legacy": foreign}
 
-
-# -- concurrency: only what changed is written ------------------------------------------
 
 
 def test_concurrent_edits_of_different_keys_both_survive(store_cls: type[Any],
@@ -364,45 +318,6 @@ def test_concurrent_edits_of_different_keys_both_survive(store_cls: type[Any],
     assert store.hgetall(key_of(sid)) == {"a": "2", "b": "2", "cart": '["apple"]'}
 
 
-def test_save_writes_nothing_when_nothing_changed(store_cls: type[Any],
-                                                  trips: RoundTrips) -> None:
-    sid = stored_session(store_cls, a=1)
-    session = store_cls(sid)
-    session["a"] = 1  # same value (this loads: one round trip)
-    trips.reset()
-    session.save()
-    assert trips.count == 0
-
-
-# -- the SessionBase contract ----------------------------------------------------------
-
-
-def test_exists_load_delete(store_cls: type[Any], store: redis.Redis) -> None:
-    sid = stored_session(store_cls, a=1)
-    session = store_cls()
-    assert session.exists(sid) is True
-    assert session.exists(generate_sid(TTL_MINUTES)) is False
-    assert session.exists("junk") is False
-    assert store_cls(sid).load() == {"a": 1}
-    session.delete(sid)
-    assert store.exists(key_of(sid)) == 0
-    gone = store_cls(sid)
-    assert gone.load() == {}
-    assert gone.session_key is None
-
-
-def test_create_gives_a_fresh_sid_and_keeps_the_data(store_cls: type[Any],
-                                                     store: redis.Redis) -> None:
-    session = store_cls()
-    session["a"] = 1
-    session.create()
-    sid = session.session_key
-    assert is_valid_sid(sid)
-    assert store.hgetall(key_of(sid)) == {"a": "1"}
-    session.save(must_create=True)
-    assert session.session_key != sid
-    assert store.hgetall(key_of(session.session_key)) == {"a": "1"}
-
 
 def test_save_after_a_concurrent_destroy_raises_update_error(store_cls: type[Any],
                                                              store: redis.Redis) -> None:
@@ -418,52 +333,6 @@ def test_save_after_a_concurrent_destroy_raises_update_error(store_cls: type[Any
     assert store.exists(key_of(sid)) == 0  # never resurrected
 
 
-def test_cycle_key_is_one_atomic_regenerate(store_cls: type[Any], store: redis.Redis,
-                                            trips: RoundTrips) -> None:
-    sid = stored_session(store_cls, a=1)
-    session = store_cls(sid)
-    assert session["a"] == 1
-    session["b"] = 2  # a pending edit rides along
-    trips.reset()
-    session.cycle_key()
-    assert trips.commands == [b"EVALSHA"]
-    new = session.session_key
-    assert new != sid
-    assert session.modified is True
-    assert store.exists(key_of(sid)) == 0
-    assert store.hgetall(key_of(new)) == {"a": "1", "b": "2"}
-    assert 0 < store.ttl(key_of(new)) <= TTL_MINUTES * 60
-    trips.reset()
-    session.save()  # nothing left to write
-    assert trips.count == 0
-
-
-def test_cycle_key_unread_session_needs_no_load(store_cls: type[Any], store: redis.Redis,
-                                                trips: RoundTrips) -> None:
-    sid = stored_session(store_cls, a=1)
-    session = store_cls(sid)
-    trips.reset()
-    session.cycle_key()
-    assert session["a"] == 1
-    assert trips.commands == [b"EVALSHA"]
-    assert store.exists(key_of(sid)) == 0
-
-
-def test_cycle_key_of_an_unknown_unread_sid_ignores_its_ttl(store_cls: type[Any],
-                                                            store: redis.Redis) -> None:
-    presented = generate_sid(5)  # a well-formed sid the store never saw, a client's ttl
-    session = store_cls(presented)
-    session.cycle_key()
-    sid = session.session_key
-    assert sid != presented
-    assert parse_sid(sid)[0] == TTL_MINUTES  # the configured ttl, not the client's
-    assert session.get_expiry_age() == TTL_MINUTES * 60
-    session["a"] = 1
-    session.save()
-    assert session.session_key == sid
-    assert store.hgetall(key_of(sid)) == {"a": "1"}
-    assert store.ttl(key_of(sid)) > 5 * 60
-
 
 def test_cycle_key_keeps_the_logged_in_user(store_cls: type[Any], store: redis.Redis) -> None:
     session = store_cls()
@@ -476,116 +345,6 @@ def test_cycle_key_keeps_the_logged_in_user(store_cls: type[Any], store: redis.R
     assert "$user" not in session
 
 
-def test_login_view_cycles_the_cookie(client: Client, store: redis.Redis) -> None:
-    first = client.get("/set/a/1").cookies[COOKIE].value
-    sid = client.get("/cycle").cookies[COOKIE].value
-    assert sid != first
-    assert store.exists(key_of(first)) == 0
-    assert client.get("/dump").json() == {"a": "1", "_auth_user_id": "7"}
-
-
-def test_flush_destroys_and_expires_the_cookie(client: Client, store: redis.Redis) -> None:
-    sid = client.get("/set/a/1").cookies[COOKIE].value
-    client.get("/dce-login")
-    sid = client.cookies[COOKIE].value
-    response = client.get("/flush")
-    assert response.cookies[COOKIE].value == ""
-    assert response.cookies[COOKIE]["max-age"] == 0
-    assert store.exists(key_of(sid)) == 0
-    assert store.exists("dceusmap:7") == 0  # its user-index entry went too
-
-
-def test_clear_then_save_removes_what_was_stored(store_cls: type[Any],
-                                                 store: redis.Redis) -> None:
-    sid = stored_session(store_cls, a=1, b=2)
-    session = store_cls(sid)
-    session.clear()  # no read before: the save finds out what to remove
-    session["c"] = 3
-    session.save()
-    assert store.hgetall(key_of(sid)) == {"c": "3"}
-
-
-def test_cookie_secure_can_be_turned_off(client: Client, redis_url: str) -> None:
-    with override_settings(DCE_SESSION={"url": redis_url, "ttl_minutes": TTL_MINUTES,
-                                        "secure": False, "same_site": "Strict"}):
-        morsel = client.get("/set/a/1").cookies[COOKIE]
-    assert morsel["secure"] == ""
-    assert morsel["httponly"] is True
-    assert morsel["samesite"] == "Strict"
-
-
-def test_cookie_sent_only_when_the_sid_changes(client: Client, store: redis.Redis) -> None:
-    first = client.get("/set/a/1").cookies[COOKIE].value
-    for path_ in ("/set/a/2", "/set/b/3", "/get/a"):
-        response = client.get(path_)
-        assert COOKIE not in response.cookies, path_
-    assert store.hgetall(key_of(first)) == {"a": '"2"', "b": '"3"'}
-    cycled = client.get("/cycle").cookies[COOKIE]
-    assert cycled.value not in ("", first)
-    assert cycled["secure"] is True
-    assert int(cycled["max-age"]) == TTL_MINUTES * 60
-    assert COOKIE not in client.get("/set/c/4").cookies
-
-
-def test_save_every_request_does_not_resend_the_cookie(client: Client,
-                                                       store: redis.Redis) -> None:
-    sid = client.get("/set/a/1").cookies[COOKIE].value
-    with override_settings(SESSION_SAVE_EVERY_REQUEST=True):
-        response = client.get("/get/a")
-    assert response.json() == {"value": "1"}
-    assert COOKIE not in response.cookies
-    assert store.exists(key_of(sid)) == 1
-
-
-def test_malformed_cookie_is_expired_without_io(client: Client, commandstats: Any) -> None:
-    client.cookies[COOKIE] = "not-a-sid"
-    commandstats.snapshot()
-    response = client.get("/untouched")
-    assert response.cookies[COOKIE].value == ""
-    assert commandstats.delta() == {}
-
-
-# -- expiry -------------------------------------------------------------------------------
-
-
-def test_redis_ttl_is_get_expiry_age(store_cls: type[Any], store: redis.Redis) -> None:
-    session = store_cls()
-    session["a"] = 1
-    session.save()
-    age = session.get_expiry_age()
-    assert age == TTL_MINUTES * 60
-    assert age - 5 <= store.ttl(key_of(session.session_key)) <= age
-
-
-def test_set_expiry_moves_the_session_to_that_ttl(store_cls: type[Any],
-                                                  store: redis.Redis) -> None:
-    sid = stored_session(store_cls, a=1)
-    session = store_cls(sid)
-    session.set_expiry(3600)
-    session.save()
-    longer = session.session_key
-    assert longer != sid
-    assert store.exists(key_of(sid)) == 0
-    assert parse_sid(longer)[0] == 60
-    assert session.get_expiry_age() == 3600
-    assert 3595 <= store.ttl(key_of(longer)) <= 3600
-    again = store_cls(longer)
-    again.set_expiry(None)
-    again.save()
-    assert parse_sid(again.session_key)[0] == TTL_MINUTES
-    assert again.get_expiry_age() == TTL_MINUTES * 60
-
-
-def test_default_ttl_follows_session_cookie_age(redis_url: str, store_cls: type[Any],
-                                                store: redis.Redis) -> None:
-    with override_settings(DCE_SESSION={"url": redis_url}, SESSION_COOKIE_AGE=600):
-        session = store_cls()
-        session["a"] = 1
-        session.save()
-        assert parse_sid(session.session_key)[0] == 10
-        assert session.get_expiry_age() == 600
-        assert 595 <= store.ttl(key_of(session.session_key)) <= 600
-
 
 def test_clear_expired_is_a_no_op(store_cls: type[Any], store: redis.Redis) -> None:
     sid = stored_session(store_cls, a=1)
@@ -593,7 +352,385 @@ def test_clear_expired_is_a_no_op(store_cls: type[Any], store: redis.Redis) -> N
     assert store.exists(key_of(sid)) == 1
 
 
-# -- configuration --------------------------------------------------------------------------
+
+
+# -- Django's settings and cookie ------------------------------------------------------------
+
+
+def test_first_write_sends_djangos_cookie_and_the_age_is_the_redis_ttl(
+        client: Client, store: redis.Redis) -> None:
+    response = client.get("/set/a/1")
+    morsel = response.cookies[COOKIE]
+    sid = morsel.value
+    assert is_valid_sid(sid)
+    assert parse_sid(sid)[0] == TTL_MINUTES  # SESSION_COOKIE_AGE, carried by the sid
+    assert int(morsel["max-age"]) == TTL_MINUTES * 60
+    assert morsel["httponly"] is True  # SESSION_COOKIE_HTTPONLY
+    assert not morsel["secure"]  # SESSION_COOKIE_SECURE=False over http: Django's default
+    assert morsel["samesite"] == "Lax"  # SESSION_COOKIE_SAMESITE
+    assert store.hgetall(key_of(sid)) == {"a": '"1"'}  # one JSON field per key
+    assert TTL_MINUTES * 60 - 5 <= store.ttl(key_of(sid)) <= TTL_MINUTES * 60
+
+
+def test_cookie_settings_and_secure_over_https(client: Client) -> None:
+    with override_settings(SESSION_COOKIE_NAME="sid", SESSION_COOKIE_HTTPONLY=False,
+                           SESSION_COOKIE_SAMESITE="Strict", SESSION_COOKIE_PATH="/app",
+                           SESSION_COOKIE_DOMAIN="example.org"):
+        morsel = client.get("/set/a/1").cookies["sid"]
+        assert not morsel["httponly"]
+        assert morsel["samesite"] == "Strict"
+        assert (morsel["path"], morsel["domain"]) == ("/app", "example.org")
+        assert not morsel["secure"]
+        assert Client().get("/set/a/1", secure=True).cookies["sid"]["secure"] is True
+    with override_settings(SESSION_COOKIE_SECURE=True):
+        assert Client().get("/set/a/1").cookies[COOKIE]["secure"] is True
+
+
+def test_expire_at_browser_close_uses_the_managers_ttl(client: Client,
+                                                        store: redis.Redis) -> None:
+    with override_settings(SESSION_EXPIRE_AT_BROWSER_CLOSE=True):
+        morsel = client.get("/set/a/1").cookies[COOKIE]
+    assert morsel["max-age"] == ""
+    assert morsel["expires"] == ""
+    assert parse_sid(morsel.value)[0] == BROWSER_TTL
+
+
+def test_a_cookie_age_over_65535_minutes_is_refused_at_start_up() -> None:
+    from dce_session.integrations.django import SessionMiddleware, get_manager
+
+    with override_settings(SESSION_COOKIE_AGE=46 * 86400):
+        with pytest.raises(ConfigError, match="SESSION_COOKIE_AGE"):
+            SessionMiddleware(lambda request: HttpResponse())
+        with pytest.raises(ConfigError, match="SESSION_COOKIE_AGE"):
+            get_manager()
+    with override_settings(SESSION_COOKIE_AGE=65535 * 60):
+        SessionMiddleware(lambda request: HttpResponse())
+
+
+def test_a_modified_session_is_saved_and_its_cookie_refreshed(
+        client: Client, trips: RoundTrips, store: redis.Redis) -> None:
+    sid = client.get("/set/a/1").cookies[COOKIE].value
+    trips.reset()
+    response = client.get("/set/b/2")
+    assert response.cookies[COOKIE].value == sid  # Django re-sends on every save
+    assert trips.commands == [b"EVALSHA", b"EVALSHA"]  # load, then one write
+    assert store.hgetall(key_of(sid)) == {"a": '"1"', "b": '"2"'}
+    trips.reset()
+    response = client.get("/get/a")
+    assert COOKIE not in response.cookies  # not modified: not saved, nothing sent
+    assert trips.commands == [b"EVALSHA"]
+
+
+def test_save_every_request_refreshes_the_ttl_and_the_cookie(
+        client: Client, store: redis.Redis, trips: RoundTrips) -> None:
+    sid = client.get("/set/a/1").cookies[COOKIE].value
+    store.expire(key_of(sid), 100)
+    with override_settings(SESSION_SAVE_EVERY_REQUEST=True):
+        trips.reset()
+        response = client.get("/untouched")
+    assert response.cookies[COOKIE].value == sid
+    assert store.ttl(key_of(sid)) > 100
+    assert trips.commands == [b"EVALSHA"]  # the touch (checks it is still stored)
+
+
+def test_djangos_own_middleware_works_too(client: Client, store: redis.Redis) -> None:
+    with override_settings(MIDDLEWARE=["django.contrib.sessions.middleware.SessionMiddleware"]):
+        sid = client.get("/set/a/1").cookies[COOKIE].value
+        assert client.get("/get/a").json() == {"value": "1"}
+        cycled = client.get("/cycle").cookies[COOKIE].value
+        assert cycled != sid
+        assert store.exists(key_of(sid)) == 0
+        assert client.get("/dump").json() == {"a": "1", "_auth_user_id": "7"}
+
+
+# -- lazy, and never adopted ----------------------------------------------------------------
+
+
+def test_reading_costs_one_round_trip_and_sends_no_cookie(client: Client,
+                                                          trips: RoundTrips) -> None:
+    client.get("/set/a/hello")
+    trips.reset()
+    response = client.get("/get/a")
+    assert response.json() == {"value": "hello"}
+    assert COOKIE not in response.cookies
+    assert trips.commands == [b"EVALSHA"]
+
+
+@pytest.mark.parametrize("presented", [generate_sid(30), "junk", "dcesid:../../x"])
+def test_an_unknown_or_malformed_key_is_never_adopted_and_its_cookie_left_alone(
+        client: Client, store: redis.Redis, presented: str) -> None:
+    client.cookies[COOKIE] = presented
+    response = client.get("/get/a")
+    assert response.json() == {"value": None}
+    assert COOKIE not in response.cookies  # it may be an old tab's: never expired by us
+    sid = client.get("/set/a/1").cookies[COOKIE].value
+    assert sid != presented
+    assert live_keys(store) == [key_of(sid)]
+
+
+def test_the_negative_control_djangos_middleware_would_expire_it(client: Client) -> None:
+    """Django's own middleware deletes the cookie of a key found unknown: the
+    expiry our middleware withholds (what the test above checks) is real."""
+    with override_settings(MIDDLEWARE=["django.contrib.sessions.middleware.SessionMiddleware"]):
+        client.cookies[COOKIE] = generate_sid(30)
+        assert client.get("/get/a").cookies[COOKIE].value == ""
+
+
+# -- the SessionBase contract ------------------------------------------------------------------
+
+
+def test_create_stores_even_an_empty_session(store_cls: type[Any], client: Client,
+                                             store: redis.Redis) -> None:
+    session = store_cls()
+    session.create()
+    sid = session.session_key
+    assert session.exists(sid) is True
+    assert store_cls(sid).load() == {}  # the marker field is not a value
+    assert dict(store_cls(sid).items()) == {}
+    key = client.get("/create").json()["key"]
+    assert store.exists(key_of(key)) == 1
+
+
+def test_an_anonymous_session_key_is_stable_across_requests(client: Client) -> None:
+    first = client.get("/key").json()["key"]
+    assert is_valid_sid(first)
+    assert client.get("/key").json()["key"] == first
+    assert client.get("/key").json()["key"] == first
+
+
+def test_save_on_a_new_session_stores_it(store_cls: type[Any]) -> None:
+    session = store_cls()
+    session.save()
+    assert session.exists(session.session_key) is True
+
+
+def test_save_must_create_raises_create_error_on_an_existing_key(
+        store_cls: type[Any], store: redis.Redis) -> None:
+    from django.contrib.sessions.backends.base import CreateError
+
+    sid = stored_session(store_cls, a=1)
+    session = store_cls(sid)
+    session["a"] = 2
+    with pytest.raises(CreateError):
+        session.save(must_create=True)
+    assert store.hgetall(key_of(sid)) == {"a": "1"}  # nothing moved
+    fresh = store_cls()
+    fresh["b"] = 1
+    fresh.save(must_create=True)
+    assert store.hgetall(key_of(fresh.session_key)) == {"b": "1"}
+
+
+def test_djangos_contract_checks(store_cls: type[Any]) -> None:
+    """A few of Django's own SessionTestsMixin checks, as Django writes them."""
+    session = store_cls()
+    assert (session.modified, session.accessed) == (False, False)
+    session["a"], session["b"] = "c", "d"
+    session.save()
+    prev_key, prev_data = session.session_key, list(session.items())
+    session.cycle_key()
+    assert session.exists(prev_key) is False
+    assert session.session_key != prev_key
+    assert list(session.items()) == prev_data
+    again = store_cls(session.session_key)
+    assert not hasattr(again, "_session_cache")
+    again.cycle_key()
+    assert sorted(again.items()) == sorted(prev_data)
+    # save doesn't clear data; flush
+    again["x"] = "y"
+    again.save()
+    assert again["x"] == "y"
+    key = again.session_key
+    again.flush()
+    assert again.exists(key) is False
+    assert again.session_key is None
+    assert (again.modified, again.accessed) == (True, True)
+    # load does not create a record
+    unknown = store_cls(generate_sid(30))
+    unknown.load()
+    assert unknown.session_key is None
+    assert unknown.exists(unknown.session_key) is False
+    # the default expiry is SESSION_COOKIE_AGE, also with set_expiry(0)
+    fresh = store_cls()
+    assert fresh.get_expiry_age() == TTL_MINUTES * 60
+    fresh.set_expiry(0)
+    assert fresh.get_expiry_age() == TTL_MINUTES * 60
+
+
+def test_an_expiry_in_the_past_ends_the_session(store_cls: type[Any]) -> None:
+    session = store_cls()
+    session["foo"] = "bar"
+    session.save()
+    session.set_expiry(-timedelta(seconds=10))
+    session.save()
+    assert "foo" not in store_cls(session.session_key)
+
+
+def test_set_expiry_moves_the_session_to_a_sid_of_that_ttl(
+        client: Client, store: redis.Redis) -> None:
+    sid = client.get("/set/a/1").cookies[COOKIE].value
+    morsel = client.get("/expiry/600").cookies[COOKIE]
+    assert morsel.value != sid
+    assert int(morsel["max-age"]) == 600
+    assert parse_sid(morsel.value)[0] == 10
+    assert store.exists(key_of(sid)) == 0
+    assert store.hget(key_of(morsel.value), "a") == '"kept"'
+    assert 595 <= store.ttl(key_of(morsel.value)) <= 600
+    morsel = client.get("/expiry/0").cookies[COOKIE]  # browser close: the manager's ttl
+    assert parse_sid(morsel.value)[0] == BROWSER_TTL
+    assert morsel["max-age"] == ""
+
+
+def test_int_dict_keys_as_the_json_serializer_takes_them(client: Client,
+                                                         store: redis.Redis) -> None:
+    sid = client.get("/int-keys").cookies[COOKIE].value
+    assert json.loads(store.hget(key_of(sid), "votes")) == {"1": "up", "2": "down"}
+    assert client.get("/dump").json() == {"votes": {"1": "up", "2": "down"}}
+
+
+def test_values_are_json_fields_and_never_pickled(store_cls: type[Any],
+                                                  store: redis.Redis) -> None:
+    sid = stored_session(store_cls, cart=["apple", 2], n=1.5, deep={"x": None}, t=(1, 2))
+    assert store.hgetall(key_of(sid)) == {"cart": '["apple",2]', "n": "1.5",
+                                          "deep": '{"x":null}', "t": "[1,2]"}
+    again = store_cls(sid)
+    assert dict(again.items()) == {"cart": ["apple", 2], "n": 1.5, "deep": {"x": None},
+                                   "t": [1, 2]}
+    bad = store_cls()
+    bad["x"] = object()
+    with pytest.raises(SerializationError):
+        bad.save()
+
+
+def test_bookkeeping_cannot_be_assigned(store_cls: type[Any]) -> None:
+    session = store_cls()
+    for attempt in (lambda: session.__setitem__("$user", {"id": 1}),
+                    lambda: session.update({"ok": 1, "$newid": "x"}),
+                    lambda: session.setdefault("$server", "x"),
+                    lambda: session.__setitem__("_dce_session", 1)):
+        with pytest.raises(KeyError, match="dce-session"):
+            attempt()
+
+
+def test_only_changed_keys_are_written(store_cls: type[Any], store: redis.Redis,
+                                       trips: RoundTrips) -> None:
+    sid = stored_session(store_cls, a=1, b=2)
+    store.hset(key_of(sid), "b", "2 ")  # another writer's spacing of an unchanged value
+    session = store_cls(sid)
+    session["a"] = 10
+    session["b"] = 2
+    trips.reset()
+    session.save()
+    assert trips.commands == [b"EVALSHA"]
+    assert store.hgetall(key_of(sid)) == {"a": "10", "b": "2 "}
+
+
+def test_cycle_key_is_one_atomic_regenerate(store_cls: type[Any], store: redis.Redis,
+                                            trips: RoundTrips) -> None:
+    sid = stored_session(store_cls, a=1)
+    session = store_cls(sid)
+    trips.reset()
+    session.cycle_key()  # unread: the regenerate copies server-side
+    assert trips.commands == [b"EVALSHA"]
+    assert store.exists(key_of(sid)) == 0
+    assert store.hgetall(key_of(session.session_key)) == {"a": "1"}
+    assert session["a"] == 1
+    session["b"] = 2
+    trips.reset()
+    session.cycle_key()  # read, with a pending edit: still one step
+    assert trips.commands == [b"EVALSHA"]
+    assert store.hgetall(key_of(session.session_key)) == {"a": "1", "b": "2"}
+
+
+def test_login_and_logout_views(client: Client, store: redis.Redis) -> None:
+    sid = client.get("/set/a/1").cookies[COOKIE].value
+    cycled = client.get("/cycle").cookies[COOKIE].value
+    assert cycled != sid
+    assert store.exists(key_of(sid)) == 0
+    response = client.get("/flush")
+    assert response.cookies[COOKIE].value == ""  # this request ended it: expired
+    assert live_keys(store) == []
+
+
+def test_rotation_runs_when_the_session_is_read(redis_url: str, store: redis.Redis) -> None:
+    now = [1_700_000_000.0]
+    policy = RenewPolicy(interval_seconds=600)
+    with override_settings(DCE_SESSION={"url": redis_url, "renew": policy,
+                                        "clock": lambda: now[0]}):
+        client = Client()
+        old = client.get("/set/a/1").cookies[COOKIE].value
+        assert COOKIE not in client.get("/get/a").cookies
+        now[0] += 601
+        response = client.get("/get/a")  # the view never calls try_renew
+        assert response.json() == {"value": "1"}
+        sid = response.cookies[COOKIE].value
+        assert sid != old
+        assert store.hget(key_of(old), "$newid") == sid
+        assert client.get("/get/a").json() == {"value": "1"}
+
+
+# -- races: two tabs of one browser, over a real WSGI server ----------------------------------
+
+
+def _two_tabs(slow_path: str, other: str) -> tuple[httpx.Client, str, httpx.Response,
+                                                    httpx.Response, contextlib.ExitStack]:
+    from django.core.handlers.wsgi import WSGIHandler
+
+    GATE["gate"] = gate = Gate()
+    stack = contextlib.ExitStack()
+    url = stack.enter_context(wsgi_server(WSGIHandler()))
+    browser = stack.enter_context(httpx.Client(base_url=url, timeout=10))
+    first = browser.get("/set/a/before").cookies[COOKIE]
+    slow = Background(lambda: browser.get(slow_path))
+    gate.wait_entered()
+    second = browser.get(other)
+    gate.release()
+    return browser, first, slow.result(), second, stack
+
+
+@pytest.mark.parametrize("slow_path", ["/slow", "/slow-read"])
+@pytest.mark.parametrize("other", ["/cycle", "/flush"])
+def test_another_tabs_login_or_logout_is_never_undone(store: redis.Redis, slow_path: str,
+                                                       other: str) -> None:
+    for _ in range(3):  # the same interleaving, several times
+        store.flushdb()
+        browser, first, slow, second, stack = _two_tabs(slow_path, other)
+        with stack:
+            assert second.status_code == 200
+            assert slow.headers.get_list("set-cookie") == []  # no cookie of its own
+            if slow_path == "/slow":  # it had changes: SessionInterrupted, as Django's
+                assert slow.status_code == 400
+            else:
+                assert slow.status_code == 200
+            assert store.exists(key_of(first)) == 0
+            if other == "/cycle":
+                assert browser.cookies[COOKIE] != first
+                assert browser.get("/dump").json() == {"a": "before", "_auth_user_id": "7"}
+            else:
+                assert COOKIE not in browser.cookies
+                assert live_keys(store) == []
+
+
+def test_the_race_test_catches_a_naive_save(monkeypatch: pytest.MonkeyPatch,
+                                            store: redis.Redis) -> None:
+    """Negative control: a save that writes to a fresh sid when the old one is
+    gone (what an engine without UpdateError does) replaces the new login."""
+    from dce_session.integrations import django as integration
+    from django.contrib.sessions.backends.base import UpdateError
+
+    real = integration.SessionStore.save
+
+    def naive(self: Any, must_create: bool = False) -> None:
+        try:
+            real(self, must_create)
+        except UpdateError:
+            self._key = self._dce = None
+            self.create()
+
+    monkeypatch.setattr(integration.SessionStore, "save", naive)
+    browser, _, slow, login, stack = _two_tabs("/slow", "/cycle")
+    with stack:
+        assert slow.status_code == 200
+        assert browser.cookies[COOKIE] != login.cookies[COOKIE]  # the login is gone
 
 
 def test_client_callable_and_reset_on_setting_changed(redis_url: str,
@@ -668,3 +805,42 @@ def test_module_docstring_example_runs() -> None:
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
 
+
+
+def test_a_rotated_sid_in_its_grace_period_is_forwarded_and_the_cookie_resent(
+        redis_url: str, store: redis.Redis) -> None:
+    now = [1_700_000_000.0]
+    with override_settings(DCE_SESSION={"url": redis_url, "clock": lambda: now[0]}):
+        client = Client()
+        old = client.get("/set/a/1").cookies[COOKIE].value
+        now[0] += 601
+        successor = rotate_elsewhere(redis_url, old, lambda: now[0])  # another service
+        response = client.get("/get/a")  # still presents the old sid
+        assert response.json() == {"value": "1"}
+        assert response.cookies[COOKIE].value == successor
+        assert client.get("/get/a").json() == {"value": "1"}
+
+
+def test_a_judged_sid_is_interrupted_and_its_cookie_left_alone(redis_url: str,
+                                                               store: redis.Redis) -> None:
+    now = [1_700_000_000.0]
+    policy = RenewPolicy(interval_seconds=600)
+    with override_settings(DCE_SESSION={"url": redis_url, "renew": policy,
+                                        "clock": lambda: now[0]}):
+        client = Client()
+        old = client.get("/set/a/1").cookies[COOKIE].value
+        now[0] += 601
+        successor = client.get("/get/a").cookies[COOKIE].value
+        now[0] += 121  # past the grace period; the browser moved on, an old tab did not
+        store.expire(key_of(successor), TTL_MINUTES * 60 - 10)
+        store.expire(key_of(old), TTL_MINUTES * 60 - 100)
+        stale_tab = Client()
+        stale_tab.cookies[COOKIE] = old
+        response = stale_tab.get("/set/b/2")
+        assert response.status_code == 400  # SessionInterrupted, as Django's engines
+        assert COOKIE not in response.cookies
+        stale_tab.cookies[COOKIE] = old
+        response = stale_tab.get("/get/a")  # read only: no session, nothing sent
+        assert response.json() == {"value": None}
+        assert COOKIE not in response.cookies
+        assert client.get("/dump").json() == {"a": "1"}

@@ -2,22 +2,35 @@
 
 from __future__ import annotations
 
+import contextlib
 import doctest
+import json
+import logging
 import threading
+import uuid
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import dce_session.integrations.flask as dce_flask
 import flask
+import httpx2 as httpx
 import pytest
 import redis
-from dce_session import ConfigError, SerializationError, SessionManager, _scripts
-from dce_session.core import generate_sid
+from _servers import Background, Gate, rotate_elsewhere, wsgi_server
+from dce_session import ConfigError, RenewPolicy, SerializationError, SessionManager, _scripts
+from dce_session.core import generate_sid, parse_sid
 from dce_session.integrations.flask import FlaskSession, SessionInterface
+from markupsafe import Markup
 from werkzeug.test import TestResponse
 
 FORGED = generate_sid(60)  # well formed, never stored
+
+
+def live_keys(store: redis.Redis) -> list[str]:
+    """The session and user-index keys in Redis (replay records left aside)."""
+    return sorted(store.keys("dcesid:*") + store.keys("dceusmap:*"))  # type: ignore[operator]
+
 
 
 @pytest.fixture
@@ -40,12 +53,13 @@ def dce_of(session: Any) -> Any:
     return session.dce
 
 
-def build_app(manager: SessionManager, **options: Any) -> flask.Flask:
+def build_app(manager: SessionManager, gate: Gate | None = None,
+              **options: Any) -> flask.Flask:
     """An app whose routes each do one thing to ``flask.session``."""
     config = options.pop("config", {})
     app = flask.Flask(__name__)
     app.config.update(config)
-    app.session_interface = SessionInterface(manager, **options)
+    SessionInterface(manager, **options).init_app(app)
     session = flask.session
 
     @app.get("/nothing")
@@ -113,6 +127,23 @@ def build_app(manager: SessionManager, **options: Any) -> flask.Flask:
     def regenerate() -> str:
         dce_of(session).regenerate()
         return ""
+
+    @app.post("/slow")
+    def slow() -> str:
+        # read first (loaded before the other tab acts): a blind write to a sid
+        # that is gone cannot be told from one to an expired sid (a fresh session)
+        assert "a" in session
+        session["a"] = "from the slow tab"
+        assert gate is not None
+        gate.hold()
+        return "slow done"
+
+    @app.get("/slow-read")
+    def slow_read() -> Any:
+        seen = dict(session)
+        assert gate is not None
+        gate.hold()
+        return seen
 
     @app.post("/permanent")
     def permanent() -> str:
@@ -189,7 +220,7 @@ def test_untouched_session_costs_nothing(app: flask.Flask, round_trips: Any) -> 
     assert held(browser) == sid
 
 
-def test_first_write_sets_a_locked_down_cookie(
+def test_first_write_sets_flasks_default_cookie(
     app: flask.Flask, round_trips: Any, store: redis.Redis
 ) -> None:
     browser = app.test_client()
@@ -199,8 +230,8 @@ def test_first_write_sets_a_locked_down_cookie(
     cookie = set_cookie(response)
     assert cookie is not None
     assert cookie["name"] == "session"
-    assert {"httponly", "secure"} <= cookie.keys()
-    assert cookie["samesite"] == "Lax"
+    # Flask's defaults: HttpOnly, path /, no Secure over http, no SameSite
+    assert cookie.keys() == {"name", "value", "httponly", "path"}
     assert cookie["path"] == "/"
     assert "expires" not in cookie  # not permanent: a browser-session cookie
     assert "Cookie" in response.headers["Vary"]
@@ -265,7 +296,7 @@ def test_overlapping_requests_keep_each_others_keys(
     loaded, other_done = threading.Event(), threading.Event()
 
     @app.post("/slow/<key>")
-    def slow(key: str) -> str:
+    def slow_key(key: str) -> str:
         assert flask.session["shared"] == 0  # loads the whole hash now
         loaded.set()
         assert other_done.wait(20)
@@ -299,18 +330,14 @@ def test_a_forged_cookie_is_never_adopted(
     browser.set_cookie("session", presented)
     response = browser.get("/read/a")
     assert response.json == {"value": None}
-    expired = set_cookie(response)  # nothing stored under it: the cookie is expired
-    assert expired is not None
-    assert expired["value"] == ""
-    assert "1970" in expired["expires"]
-    assert browser.get_cookie("session") is None
-    assert store.keys("*") == []
-    browser.set_cookie("session", presented)
+    # left alone: it may be the old cookie of a tab whose browser has a newer one
+    assert set_cookie(response) is None
+    assert live_keys(store) == []
     response = browser.post("/set/a", json=1)
     cookie = set_cookie(response)
     assert cookie is not None
     assert cookie["value"] != presented
-    assert store.keys("*") == [f"dcesid:{cookie['value']}"]
+    assert live_keys(store) == [f"dcesid:{cookie['value']}"]
 
 
 def test_login_resends_the_cookie_and_keeps_the_user_out_of_the_mapping(
@@ -356,7 +383,7 @@ def test_ending_the_session_expires_the_cookie(
     assert cookie is not None
     assert cookie["value"] == ""
     assert cookie.get("max-age") == "0" or "1970" in cookie.get("expires", "")
-    assert store.keys("dcesid:*") + store.keys("dceusmap:*") == []
+    assert live_keys(store) == []  # the session and its user index entry are gone
     assert browser.get_cookie("session") is None
     assert browser.get("/read/a").json == {"value": None}
 
@@ -364,7 +391,7 @@ def test_ending_the_session_expires_the_cookie(
 def test_clear_without_a_cookie_sends_nothing(app: flask.Flask, store: redis.Redis) -> None:
     response = app.test_client().post("/clear")
     assert set_cookie(response) is None
-    assert store.keys("dcesid:*") + store.keys("dceusmap:*") == []
+    assert live_keys(store) == []
 
 
 def test_keys_set_after_clear_start_a_fresh_session(
@@ -375,7 +402,7 @@ def test_keys_set_after_clear_start_a_fresh_session(
     cookie = set_cookie(browser.post("/clear-then-set"))
     assert cookie is not None
     assert cookie["value"] not in ("", old)
-    assert store.keys("dcesid:*") == [f"dcesid:{cookie['value']}"]
+    assert live_keys(store) == [f"dcesid:{cookie['value']}"]
     assert store.hgetall(f"dcesid:{cookie['value']}") == {"fresh": "true"}
 
 
@@ -385,41 +412,45 @@ def test_cookie_settings_come_from_flask_config(
     app = build_app(manager, config={
         "SESSION_COOKIE_NAME": "sid", "SESSION_COOKIE_PATH": "/shop",
         "SESSION_COOKIE_DOMAIN": "example.org", "SESSION_COOKIE_HTTPONLY": False,
-        "SESSION_COOKIE_SECURE": False, "SESSION_COOKIE_SAMESITE": "Strict",
+        "SESSION_COOKIE_SECURE": True, "SESSION_COOKIE_SAMESITE": "Strict",
         "PERMANENT_SESSION_LIFETIME": timedelta(days=3)})
     browser = app.test_client()
-    cookie = set_cookie(browser.post("/permanent"))
+    cookie = set_cookie(browser.post("/permanent", base_url="http://example.org/shop"))
     assert cookie is not None
     assert cookie["name"] == "sid"
     assert cookie["path"] == "/shop"
     assert cookie["domain"] == "example.org"
     assert "httponly" not in cookie
-    assert "expires" in cookie  # permanent: lasts PERMANENT_SESSION_LIFETIME
-    # Flask's own Secure / SameSite settings do not weaken ours
     assert "secure" in cookie
-    assert cookie["samesite"] == "Lax"
-    assert store.hgetall(f"dcesid:{cookie['value']}") == {"_permanent": "true", "a": "1"}
-    # the session cookie under Flask's default name is not read
+    assert cookie["samesite"] == "Strict"
+    assert "expires" in cookie  # permanent: lasts PERMANENT_SESSION_LIFETIME
+    sid = cookie["value"]
+    assert parse_sid(sid)[0] == 3 * 24 * 60  # ... and so does the session in Redis
+    assert 3 * 86400 - 5 <= store.ttl(f"dcesid:{sid}") <= 3 * 86400
+    assert store.hgetall(f"dcesid:{sid}") == {"_permanent": "true", "a": "1"}
     other = app.test_client()
-    other.set_cookie("session", cookie["value"], domain="example.org")
+    other.set_cookie("session", sid, domain="example.org")  # Flask's default name: not ours
     assert other.get("/read/a", base_url="http://example.org/shop").json == {"value": None}
-    other.set_cookie("sid", cookie["value"], domain="example.org")
+    other.set_cookie("sid", sid, domain="example.org")
     assert other.get("/read/a", base_url="http://example.org/shop").json == {"value": 1}
 
 
-def test_secure_and_same_site_can_be_changed(manager: SessionManager) -> None:
-    app = build_app(manager, secure=False, same_site="strict")
-    cookie = set_cookie(app.test_client().post("/set/a", json=1))
+def test_secure_when_the_request_came_over_https(app: flask.Flask) -> None:
+    cookie = set_cookie(app.test_client().post("/set/a", json=1, base_url="https://localhost"))
     assert cookie is not None
-    assert "secure" not in cookie
-    assert cookie["samesite"] == "Strict"
-    assert "httponly" in cookie
-    assert app.session_interface.get_cookie_secure(app) is False
-    app = build_app(manager, same_site=None)
-    cookie = set_cookie(app.test_client().post("/set/a", json=1))
-    assert cookie is not None
-    assert "samesite" not in cookie
     assert "secure" in cookie
+    cookie = set_cookie(app.test_client().post("/set/a", json=1))
+    assert cookie is not None
+    assert "secure" not in cookie  # plain http, SESSION_COOKIE_SECURE=False: Flask's way
+
+
+def test_a_lifetime_over_65535_minutes_is_refused_at_start_up(manager: SessionManager) -> None:
+    app = flask.Flask(__name__)
+    app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(days=46)
+    with pytest.raises(ConfigError, match="PERMANENT_SESSION_LIFETIME"):
+        SessionInterface(manager).init_app(app)
+    app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(minutes=65535)
+    SessionInterface(manager).init_app(app)
 
 
 async def test_bad_settings_are_refused(redis_url: str) -> None:
@@ -432,12 +463,6 @@ async def test_bad_settings_are_refused(redis_url: str) -> None:
             SessionInterface(dce_session.asyncio.SessionManager(client))  # type: ignore[arg-type]
     finally:
         await client.aclose()
-    with redis.Redis.from_url(redis_url) as sync_client:
-        manager = SessionManager(sync_client)
-        with pytest.raises(ConfigError, match="same_site"):
-            SessionInterface(manager, same_site="sideways")
-        with pytest.raises(ConfigError, match="secure"):
-            SessionInterface(manager, secure="no")  # type: ignore[arg-type]
 
 
 def test_the_mapping_behaves_like_a_dict(app: flask.Flask, manager: SessionManager) -> None:
@@ -458,7 +483,9 @@ def test_the_mapping_behaves_like_a_dict(app: flask.Flask, manager: SessionManag
         assert session.pop("missing", None) is None
         session.update({"c": 3}, d=4)
         assert session.modified
-        assert session.changes() == ({"c": 3, "d": 4}, ["a"])
+        changes = session.snapshot.changes(dict(dict.items(session)))
+        assert (changes.set, changes.delete) == ({"c": 3, "d": 4}, ["a"])
+        assert session.sid == sid
         with pytest.raises(TypeError):
             session[1] = 2
 
@@ -474,10 +501,10 @@ def test_session_transaction_of_the_test_client(app: flask.Flask, store: redis.R
         assert session["a"] == 1
         session.clear()
     assert browser.get_cookie("session") is None
-    assert store.keys("dcesid:*") + store.keys("dceusmap:*") == []
+    assert live_keys(store) == []
 
 
-def test_an_expired_session_read_expires_its_cookie(
+def test_an_expired_session_reads_empty_and_its_cookie_is_left_alone(
     app: flask.Flask, store: redis.Redis
 ) -> None:
     browser = app.test_client()
@@ -485,35 +512,131 @@ def test_an_expired_session_read_expires_its_cookie(
     store.delete(f"dcesid:{sid}")  # Redis' TTL ended it
     response = browser.get("/read/a")
     assert response.json == {"value": None}
-    cookie = set_cookie(response)
-    assert cookie is not None
-    assert cookie["value"] == ""
-    assert browser.get_cookie("session") is None
-    assert store.keys("dcesid:*") + store.keys("dceusmap:*") == []
-    # a request that does not read the session still sends nothing
-    browser.set_cookie("session", sid)
-    assert set_cookie(browser.get("/nothing")) is None
-    assert held(browser) == sid
+    assert set_cookie(response) is None
+    assert live_keys(store) == []
+    new = set_cookie(browser.post("/set/a", json=2))  # a write starts a fresh session
+    assert new is not None
+    assert new["value"] != sid
 
 
-def test_changing_permanence_resends_the_cookie(
+def test_changing_permanence_moves_the_session_to_a_sid_of_the_other_lifetime(
     manager: SessionManager, store: redis.Redis
 ) -> None:
-    app = build_app(manager, config={"PERMANENT_SESSION_LIFETIME": timedelta(days=3)})
+    app = build_app(manager, config={"PERMANENT_SESSION_LIFETIME": timedelta(days=3),
+                                     "SESSION_REFRESH_EACH_REQUEST": False})
     browser = app.test_client()
     sid = start(browser, a=1)
+    assert parse_sid(sid)[0] == 60  # the manager's ttl_minutes
     cookie = set_cookie(browser.post("/permanence/1"))
     assert cookie is not None
-    assert cookie["value"] == sid
+    permanent = cookie["value"]
+    assert permanent != sid
+    assert parse_sid(permanent)[0] == 3 * 24 * 60
     assert "expires" in cookie
     assert "1970" not in cookie["expires"]
-    assert store.hgetall(f"dcesid:{sid}") == {"a": "1", "_permanent": "true"}
+    assert store.exists(f"dcesid:{sid}") == 0  # moved in one step, the old sid gone
+    assert store.hgetall(f"dcesid:{permanent}") == {"a": "1", "_permanent": "true"}
     assert set_cookie(browser.post("/permanence/1")) is None  # unchanged: nothing sent
     cookie = set_cookie(browser.post("/permanence/0"))
     assert cookie is not None
-    assert cookie["value"] == sid
+    assert parse_sid(cookie["value"])[0] == 60
     assert "expires" not in cookie  # a browser-session cookie again
-    assert store.hgetall(f"dcesid:{sid}") == {"a": "1", "_permanent": "false"}
+    assert store.hgetall(f"dcesid:{cookie['value']}") == {"a": "1", "_permanent": "false"}
+
+
+def test_a_permanent_session_is_refreshed_on_each_request_that_uses_it(
+    manager: SessionManager, store: redis.Redis, round_trips: Any
+) -> None:
+    app = build_app(manager, config={"PERMANENT_SESSION_LIFETIME": timedelta(days=3)})
+    browser = app.test_client()
+    sid = set_cookie(browser.post("/permanent"))["value"]  # type: ignore[index]
+    round_trips.reset()
+    cookie = set_cookie(browser.get("/read/a"))
+    assert cookie is not None
+    assert cookie["value"] == sid
+    assert "expires" in cookie
+    assert round_trips.count == 2  # the load, and the check that it is still stored
+    round_trips.reset()
+    assert set_cookie(browser.get("/nothing")) is None  # never read: no call, no cookie
+    assert round_trips.count == 0
+    # SESSION_REFRESH_EACH_REQUEST = False: only when the session changes
+    app.config["SESSION_REFRESH_EACH_REQUEST"] = False
+    assert set_cookie(browser.get("/read/a")) is None
+    cookie = set_cookie(browser.post("/set/b", json=2))
+    assert cookie is not None
+    assert cookie["value"] == sid
+
+
+def test_values_as_flasks_serializer_takes_them(
+    manager: SessionManager, store: redis.Redis
+) -> None:
+    app = build_app(manager)
+    when = datetime(2026, 5, 4, 3, 2, 1, tzinfo=timezone.utc)
+    ident = uuid.UUID("12345678-1234-5678-1234-567812345678")
+    values = {"t": (1, "two"), "b": b"\x00\xffbytes", "m": Markup("<b>bold</b>"), "u": ident,
+              "d": when, "nested": {"inner": [(1,), {" t": "not a tag"}]}}
+
+    @app.post("/typed")
+    def typed() -> str:
+        flask.session.update(values)
+        flask.flash(Markup("<i>saved</i>"))
+        return ""
+
+    @app.get("/typed")
+    def typed_back() -> Any:
+        got = {key: flask.session[key] for key in values}
+        assert got == values
+        assert isinstance(got["m"], Markup)
+        messages = flask.get_flashed_messages()
+        assert messages == [Markup("<i>saved</i>")]
+        assert isinstance(messages[0], Markup)
+        return "same"
+
+    browser = app.test_client()
+    assert browser.post("/typed").status_code == 200
+    stored = store.hgetall(f"dcesid:{held(browser)}")
+    assert json.loads(stored["t"]) == {" t": [1, "two"]}  # Flask's tags, as JSON
+    assert json.loads(stored["u"]) == {" u": ident.hex}
+    assert browser.get("/typed").text == "same"
+
+
+def test_session_sid_and_regenerate_are_flask_sessions(
+    app: flask.Flask, store: redis.Redis
+) -> None:
+    @app.post("/flask-session-login")
+    def flask_session_login() -> Any:
+        before = flask.session.sid
+        flask.session["user"] = "ada"
+        app.session_interface.regenerate(flask.session)  # type: ignore[attr-defined]
+        return {"before": before, "after": flask.session.sid}
+
+    browser = app.test_client()
+    old = start(browser, a=1)
+    response = browser.post("/flask-session-login")
+    assert response.json["before"] == old  # type: ignore[index]
+    new = set_cookie(response)["value"]  # type: ignore[index]
+    assert response.json["after"] == new != old  # type: ignore[index]
+    assert store.exists(f"dcesid:{old}") == 0
+    assert store.hgetall(f"dcesid:{new}") == {"a": "1", "user": '"ada"'}
+
+
+def test_rotation_runs_when_the_session_is_used(
+    make_manager: Callable[..., SessionManager], store: redis.Redis
+) -> None:
+    now = [1_700_000_000.0]
+    manager = make_manager(renew=RenewPolicy(interval_seconds=600), clock=lambda: now[0])
+    app = build_app(manager)
+    browser = app.test_client()
+    old = start(browser, a=1)
+    assert set_cookie(browser.get("/read/a")) is None
+    now[0] += 601
+    response = browser.get("/read/a")  # the view never calls try_renew
+    assert response.json == {"value": 1}
+    cookie = set_cookie(response)
+    assert cookie is not None
+    assert cookie["value"] != old
+    assert store.hget(f"dcesid:{old}", "$newid") == cookie["value"]
+    assert browser.get("/read/a").json == {"value": 1}
 
 
 def test_stored_fields_that_are_not_json_are_left_alone(
@@ -528,3 +651,115 @@ def test_stored_fields_that_are_not_json_are_left_alone(
     assert browser.post("/del/a").status_code == 200
     assert browser.post("/set/b", json=2).status_code == 200
     assert store.hgetall(key) == {"legacy": "{not json", "b": "2"}
+
+
+# -- races: two tabs of one browser, over a real WSGI server -------------------------------
+
+
+def _two_tabs(manager: SessionManager, slow_path: str,
+              other: Callable[[httpx.Client], httpx.Response]
+              ) -> tuple[httpx.Client, str, httpx.Response, httpx.Response, Any]:
+    """Tab 1 loads the session and waits in its view; tab 2 runs ``other`` to the
+    end; then tab 1 finishes. ``(browser, first sid, tab 1's, tab 2's, exit)``."""
+    gate = Gate()
+    app = build_app(manager, gate)
+    stack = contextlib.ExitStack()
+    url = stack.enter_context(wsgi_server(app))
+    browser = stack.enter_context(httpx.Client(base_url=url, timeout=10))
+    assert browser.post("/set/a", json="before").status_code == 200
+    first = browser.cookies["session"]
+    method = browser.post if slow_path == "/slow" else browser.get
+    slow = Background(lambda: method(slow_path))
+    gate.wait_entered()
+    second = other(browser)
+    gate.release()
+    return browser, first, slow.result(), second, stack
+
+
+@pytest.mark.parametrize("slow_path", ["/slow", "/slow-read"])
+@pytest.mark.parametrize("other", ["login", "logout"])
+def test_another_tabs_login_or_logout_is_never_undone(
+    manager: SessionManager, store: redis.Redis, caplog: pytest.LogCaptureFixture,
+    slow_path: str, other: str
+) -> None:
+    for _ in range(3):  # the same interleaving, several times
+        store.flushdb()
+        caplog.clear()
+        action = {"login": lambda b: b.post("/login", json={"id": 3}),
+                  "logout": lambda b: b.post("/clear")}[other]
+        with caplog.at_level(logging.WARNING, logger="dce_session"):
+            browser, first, slow, second, stack = _two_tabs(manager, slow_path, action)
+        with stack:
+            assert second.status_code == 200
+            assert slow.status_code == 200  # answered as the view did: no 500
+            assert slow.headers.get_list("set-cookie") == []  # nor a cookie of its own
+            assert store.exists(f"dcesid:{first}") == 0
+            if other == "login":
+                assert browser.cookies["session"] != first  # the new login stays
+                assert browser.get("/read/a").json() == {"value": "before"}
+            else:
+                assert "session" not in browser.cookies  # logged out, and stays so
+                assert live_keys(store) == []  # the slow tab did not bring it back
+            if slow_path == "/slow":
+                assert any("ended by another request" in r.getMessage()
+                           for r in caplog.records)
+
+
+def test_the_race_test_catches_a_naive_cookie_rule(
+    manager: SessionManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Negative control: expiring the cookie of a session found gone (the old
+    rule) wipes the other tab's new login -- what the test above checks."""
+    real = dce_flask.cookie
+
+    def naive(**kwargs: Any) -> Any:
+        if not kwargs["stored"] and kwargs["presented"] is not None:
+            return dce_flask.Cookie.EXPIRE
+        return real(**kwargs)
+
+    monkeypatch.setattr(dce_flask, "cookie", naive)
+    browser, _, slow, _, stack = _two_tabs(
+        manager, "/slow", lambda b: b.post("/login", json={"id": 3}))
+    with stack:
+        assert len(slow.headers.get_list("set-cookie")) == 1
+        assert "session" not in browser.cookies  # the login is gone: the bug
+
+
+def test_a_rotated_sid_in_its_grace_period_is_forwarded_and_the_cookie_resent(
+    make_manager: Callable[..., SessionManager], redis_url: str, store: redis.Redis
+) -> None:
+    now = [1_700_000_000.0]
+    app = build_app(make_manager(clock=lambda: now[0]))  # no renew=: the app never rotates
+    browser = app.test_client()
+    old = start(browser, a=1)
+    now[0] += 601
+    successor = rotate_elsewhere(redis_url, old, lambda: now[0])  # another service
+    cookie = set_cookie(browser.get("/read/a"))  # still presents the old sid
+    assert cookie is not None
+    assert cookie["value"] == successor
+    assert browser.get("/read/a").json == {"value": 1}
+    assert held(browser) == successor
+
+
+def test_a_judged_sid_is_no_session_and_its_cookie_is_left_alone(
+    make_manager: Callable[..., SessionManager], store: redis.Redis,
+    caplog: pytest.LogCaptureFixture
+) -> None:
+    now = [1_700_000_000.0]
+    manager = make_manager(renew=RenewPolicy(interval_seconds=600), clock=lambda: now[0])
+    app = build_app(manager)
+    browser = app.test_client()
+    old = start(browser, a=1)
+    now[0] += 601
+    successor = set_cookie(browser.get("/read/a"))["value"]  # type: ignore[index]
+    now[0] += 121  # past the grace period; the browser moved on, an old tab did not
+    store.expire(f"dcesid:{successor}", 3600 - 10)
+    store.expire(f"dcesid:{old}", 3600 - 100)
+    stale_tab = app.test_client()
+    stale_tab.set_cookie("session", old)
+    with caplog.at_level(logging.WARNING, logger="dce_session"):
+        response = stale_tab.post("/set/b", json=2)
+    assert response.status_code == 200
+    assert set_cookie(response) is None
+    assert any("ended by another request" in r.getMessage() for r in caplog.records)
+    assert browser.get("/keys").json == ["a"]  # the change was dropped

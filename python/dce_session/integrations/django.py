@@ -5,16 +5,17 @@ Settings::
     SESSION_ENGINE = "dce_session.integrations.django"
     MIDDLEWARE = [
         ...,
-        # INSTEAD of "django.contrib.sessions.middleware.SessionMiddleware":
+        # Django's "django.contrib.sessions.middleware.SessionMiddleware" works;
+        # this subclass adds Secure over https and never expires a cookie that
+        # another tab may have replaced (see below):
         "dce_session.integrations.django.SessionMiddleware",
         ...,
     ]
     DCE_SESSION = {
         "url": "redis://localhost:6379/0",   # or "client": a zero-argument callable
                                              # returning a blocking redis-py client
-        # the cookie: "secure" (default True; False for plain-HTTP development),
-        # "same_site" (default "Lax")
-        # plus any SessionManager keyword: "ttl_minutes", "sid_name", ...
+        # plus any SessionManager keyword: "ttl_minutes" (the TTL of sessions with a
+        # browser-session cookie), "sid_name", "renew", ...
     }
 
 Example (runnable: a throwaway Redis, settings made in code)::
@@ -26,7 +27,7 @@ Example (runnable: a throwaway Redis, settings made in code)::
     ...     settings.configure(
     ...         SECRET_KEY="example", USE_TZ=True,
     ...         SESSION_ENGINE="dce_session.integrations.django",
-    ...         DCE_SESSION={"url": server.url, "ttl_minutes": 30})
+    ...         SESSION_COOKIE_AGE=1800, DCE_SESSION={"url": server.url})
     ...     django.setup()
     ...     store = SessionStore()      # what SessionMiddleware makes for a new visitor
     ...     store["cart"] = ["apple"]
@@ -36,62 +37,53 @@ Example (runnable: a throwaway Redis, settings made in code)::
     ...     reset_manager()             # closes the client made from "url"
     ['apple'] False 1800
 
-How it maps Django's ``SessionBase`` contract onto dce-session:
+Django's contract, over dce-session:
 
-- ``session_key`` is a dce sid. A cookie holding a malformed sid is treated as
-  no key; one unknown to Redis is never adopted: ``load()`` finds nothing, the
-  key becomes ``None`` and the next write creates a fresh sid (the middleware
-  then sends it).
-- Nothing is read until the view reads the session (a request that never
-  touches ``request.session`` costs zero round trips and sets no cookie); the
-  first read loads the whole hash in one round trip and refreshes the TTL.
-- Each top-level key is its own JSON field in the dce hash (the dce wire
-  format; ``SESSION_SERIALIZER`` is not used and nothing is ever pickled).
-  ``save()`` writes only the keys whose value changed since the load (in place
-  mutation included) with one ``update()``, and deletes only the keys the view
-  removed: two concurrent requests that edit different keys both keep their
-  edits.
-- ``cycle_key()`` (called by ``django.contrib.auth.login``) is ONE atomic
-  regenerate: the data (with the pending edits) moves to a new sid and the old
-  key is deleted in the same server-side step. ``flush()`` (``auth.logout``)
-  destroys the session, user-index entry included.
-- The Redis TTL is the session's ``ttl_minutes`` (carried by its sid), and
-  ``get_expiry_age()`` reports it: by default ``ttl_minutes`` comes from
-  ``SESSION_COOKIE_AGE`` (rounded up to whole minutes, at most 65535), unless
-  ``DCE_SESSION`` sets ``ttl_minutes`` -- then the cookie's Max-Age follows it.
-  ``set_expiry(seconds | timedelta | datetime)`` moves the session to a sid
-  with that many minutes (rounded up; a datetime counts from now, and the TTL
-  slides on each use as for every dce session) in the same save;
-  ``set_expiry(0)`` only makes the cookie a browser-session cookie.
-- The bookkeeping fields (``$user``, ``$newid``, ``$server``, ``$client``)
-  never appear in ``request.session``; assigning one raises ``KeyError``.
-  ``request.session.dce`` is the ``dce_session.Session`` (``.user()``,
-  ``.login(user)``, ...); when one of its calls changes the sid,
-  ``session_key`` follows and the middleware sends the new cookie.
+- ``session_key`` is a dce sid. A key that is not one counts as no key; a sid
+  unknown to Redis is never adopted (``load()`` gives ``{}`` and the key
+  becomes ``None``).
+- Lazy: nothing is read until the view reads the session; the first read is
+  one round trip (the TTL refreshed; with ``renew=`` the rotation runs first).
+- ``create()`` stores the session at once, even empty (an empty session holds
+  one hidden marker field), so its key is stable from then on.
+  ``save(must_create=True)`` raises ``CreateError`` when the key exists.
+- ``save()`` writes only the changed keys (in-place edits included) and the
+  removed ones, in one ``update``; with nothing changed it refreshes the TTL
+  (``SESSION_SAVE_EVERY_REQUEST``). ``UpdateError`` when the session was ended
+  meanwhile (the middleware answers ``SessionInterrupted``, as with Django's
+  engines).
+- ``cycle_key()`` (``django.contrib.auth.login``) is ONE atomic regenerate: the
+  data with the pending edits moves to a new sid and the old key goes in the
+  same step. ``flush()`` (``auth.logout``) destroys the session.
+- Lifetimes: a session's Redis TTL is its ``get_expiry_age()`` --
+  ``SESSION_COOKIE_AGE`` or a ``set_expiry()`` -- in whole minutes (at most
+  65535: more is a ``ConfigError``, at start-up for the setting). A
+  browser-session cookie (``SESSION_EXPIRE_AT_BROWSER_CLOSE``,
+  ``set_expiry(0)``) uses the manager's ``ttl_minutes``. The ttl is carried by
+  the sid, so ``set_expiry()`` moves the session to a new sid (one atomic
+  regenerate) when it is saved.
+- Values as Django's ``JSONSerializer`` takes them (int dict keys become
+  strings, tuples lists); each top-level key is its own JSON field of the dce
+  hash (``SESSION_SERIALIZER`` is not used, nothing is pickled).
+- The bookkeeping fields (``$user``, ...) never appear in ``request.session``;
+  assigning one raises ``KeyError``. ``request.session.dce`` is the
+  :class:`dce_session.Session`; when one of its calls changes the sid
+  (``login``), ``session_key`` follows and the cookie goes out.
 - ``clear_expired()`` does nothing: Redis expires the keys.
-- The cookie is written by ``dce_session.integrations.django.SessionMiddleware``
-  (a subclass of Django's, to use in ``MIDDLEWARE`` in its place): HttpOnly,
-  Secure unless ``DCE_SESSION["secure"]`` is False, SameSite from
-  ``DCE_SESSION["same_site"]`` (``"Lax"``); name, path, domain and Max-Age
-  from ``SESSION_COOKIE_NAME``/``_PATH``/``_DOMAIN`` and the session's ttl
-  (``SESSION_COOKIE_SECURE``/``_HTTPONLY``/``_SAMESITE`` are not used). It
-  saves a modified session as Django's does, but sends the cookie exactly
-  when the sid differs from the one presented (a new session, ``cycle_key()``,
-  a login, ``set_expiry()``), never merely because the session was modified,
-  and expires it when the session ended (``flush()``) or the presented key was
-  malformed or unknown. Django's own middleware would work too, without those
-  guarantees (no Secure by default, re-sent on every modifying request).
 
-The asynchronous ``a*`` methods of ``SessionBase`` run these in a thread
-(Django's default), ``acycle_key``/``aflush`` included.
+The cookie (``SessionMiddleware``, Django's subclassed): Django's rules and
+``SESSION_COOKIE_*`` settings -- sent when the session is saved (modified, or
+``SESSION_SAVE_EVERY_REQUEST``), not on a 5xx -- with ``Secure`` also when the
+request came over https, and expired only when this request ended the
+session: a presented key that is unknown or was ended by another request
+(a login in another tab) is left alone, so the newer cookie survives.
 """
 
 from __future__ import annotations
 
-import math
 import threading
 import time
-from typing import Any, cast
+from typing import Any
 
 import redis
 from asgiref.sync import sync_to_async
@@ -104,27 +96,39 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.cache import patch_vary_headers
 from django.utils.http import http_date
 
-from dce_session._flows import decode_value
-from dce_session.core import encode_value, is_valid_sid, parse_sid
-from dce_session.core import session_key as redis_key
+from dce_session.core import is_valid_sid
 from dce_session.errors import ConfigError, SerializationError, SessionDestroyed
+from dce_session.integrations._common import (
+    Cookie,
+    Snapshot,
+    cookie,
+    jsonable,
+    reserved_fields,
+    ttl_minutes,
+    user_values,
+)
 from dce_session.session import Session, SessionManager
 
 __all__ = ["CreateError", "SessionMiddleware", "SessionStore", "UpdateError", "get_manager",
            "reset_manager"]
 
 _EXPIRY = "_session_expiry"  # the key SessionBase.set_expiry() writes
-_MAX_TTL_MINUTES = 0xFFFF
-_COOKIE_OPTIONS = ("secure", "same_site")  # DCE_SESSION keys for the middleware's cookie
+#: the hidden field that keeps an empty session stored (a Redis hash cannot be empty)
+MARKER = "_dce_session"
+_INTERRUPTED = ("The request's session was deleted before the request completed. "
+                "The user may have logged out in a concurrent request, for example.")
 
 _lock = threading.Lock()
 _manager: SessionManager | None = None
 _owned_client: redis.Redis | None = None  # made from "url": ours to close
 
 
-def _minutes(seconds: float) -> int:
-    """Whole minutes covering ``seconds``, within a sid's 1..65535."""
-    return min(max(math.ceil(seconds / 60), 1), _MAX_TTL_MINUTES)
+def cookie_age_minutes() -> int:
+    """``SESSION_COOKIE_AGE`` in minutes (``ConfigError`` past 65535 minutes)."""
+    minutes = ttl_minutes(settings.SESSION_COOKIE_AGE, setting="SESSION_COOKIE_AGE")
+    if minutes is None:
+        raise ConfigError("SESSION_COOKIE_AGE must be more than 0 seconds")
+    return minutes
 
 
 def _build() -> tuple[SessionManager, redis.Redis | None]:
@@ -132,11 +136,11 @@ def _build() -> tuple[SessionManager, redis.Redis | None]:
     if not isinstance(config, dict):
         raise ConfigError('settings.DCE_SESSION must be a dict: {"url": "redis://..."} '
                           'or {"client": callable}, plus SessionManager keywords')
-    options = {k: v for k, v in config.items() if k not in _COOKIE_OPTIONS}
+    cookie_age_minutes()
+    options = dict(config)
     url, factory = options.pop("url", None), options.pop("client", None)
     if (url is None) == (factory is None):
         raise ConfigError('settings.DCE_SESSION needs exactly one of "url" and "client"')
-    options.setdefault("ttl_minutes", _minutes(settings.SESSION_COOKIE_AGE))
     owned: redis.Redis | None = None
     if url is not None:
         if not isinstance(url, str):
@@ -170,8 +174,7 @@ def reset_manager() -> None:
     """Forget the cached manager, closing the client made from ``"url"``.
 
     Runs by itself when ``DCE_SESSION`` or ``SESSION_COOKIE_AGE`` changes
-    through Django's ``setting_changed`` signal (``override_settings``). A
-    client returned by ``"client"`` belongs to its callable and stays open.
+    through Django's ``setting_changed`` signal (``override_settings``).
     """
     global _manager, _owned_client
     with _lock:
@@ -188,11 +191,19 @@ def _on_setting_changed(*, setting: str, **_: Any) -> None:
 setting_changed.connect(_on_setting_changed, dispatch_uid="dce_session.integrations.django")
 
 
-def _check(data: dict[str, Any]) -> None:
-    hidden = get_manager().bookkeeping
-    for key in data:
+def _check(keys: Any) -> None:
+    hidden = reserved_fields(get_manager()) | {MARKER}
+    for key in keys:
         if key in hidden:
-            raise KeyError(f"{key!r} is dce-session bookkeeping; use request.session.dce")
+            raise KeyError(f"{key!r} is kept by dce-session; use request.session.dce")
+
+
+def _values(session: Session) -> dict[str, Any]:
+    """The stored values (one round trip); fields that are not JSON are left out."""
+    try:
+        return session.data()
+    except SerializationError:  # another program's field: neither shown nor written
+        return user_values(session.raw(), reserved_fields(session.manager))
 
 
 class SessionStore(SessionBase):
@@ -204,37 +215,38 @@ class SessionStore(SessionBase):
 
     def __init__(self, session_key: str | None = None) -> None:
         self._dce: Session | None = None
-        self._made = False  # _dce is a new session made here (not a presented sid)
-        self._bound_id: str | None = None  # _dce's id when bound, to see it move
         self._key: str | None = None
-        # canonical JSON of each exposed field as the store has it; None: not read yet
-        self._loaded: dict[str, str] | None = None
-        self._cleared = False
+        self._origin = session_key if is_valid_sid(session_key) else None
+        self._snapshot = Snapshot(to_store=jsonable)
         self._changed = False
+        self._interrupted = False  # a rotation judgment: the browser holds a newer sid
+        #: this request ended a stored session (flush, delete): the cookie may go
+        self.ended = False
         super().__init__(session_key)
 
-    # -- the key follows the dce session -------------------------------------------
+    # -- the key follows the dce session ---------------------------------------------
 
     def _validate_session_key(self, key: Any) -> bool:
         return is_valid_sid(key)
 
-    def _follow(self) -> str | None:
-        if self._dce is not None and self._dce.id != self._key:
-            self._key = self._dce.id  # moved: regenerate, login, an unknown sid written anew
+    def _get_key(self) -> str | None:
+        if self._dce is not None and self._dce.stored:
+            self._key = self._dce.id  # moved: login, regenerate, a forwarded sid
         return self._key
 
     def _set_key(self, value: str | None) -> None:
         self._key = value if self._validate_session_key(value) else None
         if self._dce is not None and self._dce.id != self._key:
-            self._dce, self._loaded = None, None
+            self._dce = None
 
-    session_key = property(_follow)  # the key follows .dce
-    _session_key = property(_follow, _set_key)
+    session_key = property(_get_key)
+    _session_key = property(_get_key, _set_key)
 
     @property
     def modified(self) -> bool:
         """Edited in this request, or the sid moved: Django then saves and sends the cookie."""
-        return self._changed or (self._dce is not None and self._dce.id != self._bound_id)
+        key = self._get_key()
+        return self._changed or (key is not None and key != self._origin)
 
     @modified.setter
     def modified(self, value: bool) -> None:
@@ -244,67 +256,57 @@ class SessionStore(SessionBase):
     def dce(self) -> Session:
         """The ``dce_session.Session`` behind this store (``.user()``, ``.login()``...).
 
-        A call on it that changes the sid moves ``session_key`` too, and the
-        middleware then sends the new cookie.
+        A call on it that changes the sid moves ``session_key``, and the cookie follows.
         """
         if self._dce is None:
-            key, manager = self._follow(), get_manager()
-            self._made = key is None
-            self._dce = manager.new(self._new_ttl()) if self._made else manager.open(key)
-            self._bound_id = self._key = self._dce.id
-            if self._made:
-                self._loaded = {}
+            key, manager = self._get_key(), get_manager()
+            self._dce = manager.open(key) if key is not None else manager.new(self._ttl())
         return self._dce
 
-    def _new_ttl(self) -> int | None:
-        """The ttl of a new sid: from the custom expiry set on this session, else None."""
-        cache: dict[str, Any] = getattr(self, "_session_cache", {})
-        expiry = cache.get(_EXPIRY)
-        return _minutes(self.get_expiry_age(expiry=expiry)) if expiry else None
+    def _ttl(self, cache: dict[str, Any] | None = None) -> int:
+        """The ttl (minutes) of the session's sid, from its expiry."""
+        data = getattr(self, "_session_cache", {}) if cache is None else cache
+        expiry = data.get(_EXPIRY)
+        if expiry == 0 or (expiry is None and settings.SESSION_EXPIRE_AT_BROWSER_CLOSE):
+            return get_manager().ttl_minutes
+        if expiry is None:
+            return cookie_age_minutes()
+        age = self.get_expiry_age(expiry=expiry)
+        return ttl_minutes(max(age, 1), setting="set_expiry()") or 1
 
-    # -- reading -------------------------------------------------------------------
+    def _expired(self, data: dict[str, Any]) -> bool:
+        expiry = data.get(_EXPIRY)
+        return bool(expiry) and self.get_expiry_age(expiry=expiry) <= 0
 
-    def _exposed(self, session: Session) -> dict[str, Any]:
-        """The user's values in ``session``'s snapshot (loading it if needed, no touch)."""
-        hidden = session.manager.bookkeeping
-        values: dict[str, Any] = {}
-        loaded: dict[str, str] = {}
-        for field, raw in session.raw().items():
-            if field in hidden:
-                continue
-            try:
-                value = decode_value(raw)  # not JSON, or nested too deep: SerializationError
-                loaded[field] = encode_value(value)
-            except SerializationError:
-                continue  # not a value this store can round-trip: neither shown nor written
-            values[field] = value
-        self._loaded = loaded
-        return values
+    # -- reading -----------------------------------------------------------------------
 
     def load(self) -> dict[str, Any]:
-        """One round trip: the whole hash, with the touch. An unknown sid gives ``{}``."""
-        if self._follow() is None:
-            self._loaded = {}
+        """One round trip: the values, the TTL refreshed. An unknown sid gives ``{}``."""
+        if self._get_key() is None:
             return {}
         session = self.dce
-        session.get(session.manager.user_field)  # loads and touches, one EVALSHA
-        if session.newborn and not self._made:  # unknown to the store: never adopted
-            self._dce = None
-            self._session_key = None
-            self._loaded = {}
+        values: dict[str, Any] = {}
+        try:
+            if session.manager.renew is not None:
+                session.try_renew()
+            values = _values(session)
+        except SessionDestroyed:  # judged: the browser moved on; nothing of ours goes out
+            self._interrupted = True
+        if session.newborn:  # unknown to the store: never adopted
+            self._dce, self._key = None, None
             return {}
-        return self._exposed(session)
+        self._snapshot = Snapshot(values, to_store=jsonable)
+        values.pop(MARKER, None)
+        return values
 
     def exists(self, session_key: str | None) -> bool:
-        """Whether ``session_key`` is a stored session (one EXISTS)."""
-        if session_key is None or not is_valid_sid(session_key):
+        """Whether ``session_key`` is a stored session (one TTL, no touch)."""
+        if not is_valid_sid(session_key):
             return False
-        manager = get_manager()
-        client = cast("redis.Redis", manager.client)  # the blocking door: a blocking client
-        return bool(client.exists(redis_key(manager.sid_name, session_key)))
+        return get_manager().open(session_key).ttl_passed() is not None
 
     def __setitem__(self, key: str, value: Any) -> None:
-        _check({key: None})
+        _check((key,))
         super().__setitem__(key, value)
 
     def update(self, dict_: Any) -> None:  # type: ignore[override]  # Django's signature
@@ -312,11 +314,11 @@ class SessionStore(SessionBase):
         super().update(dict_)
 
     def setdefault(self, key: str, value: Any) -> Any:  # type: ignore[override]  # Django's
-        _check({key: None})
+        _check((key,))
         return super().setdefault(key, value)
 
     async def aset(self, key: str, value: Any) -> None:
-        _check({key: None})
+        _check((key,))
         await super().aset(key, value)
 
     async def aupdate(self, dict_: Any) -> None:
@@ -324,118 +326,118 @@ class SessionStore(SessionBase):
         await super().aupdate(dict_)
 
     async def asetdefault(self, key: str, value: Any) -> Any:
-        _check({key: None})
+        _check((key,))
         return await super().asetdefault(key, value)
 
-    def clear(self) -> None:
-        super().clear()
-        self._cleared = True
-
-    # -- writing -------------------------------------------------------------------
+    # -- writing -----------------------------------------------------------------------
 
     def _data(self) -> dict[str, Any]:
-        """The session's mapping, loaded if it was not yet."""
-        data: dict[str, Any] = self._get_session()  # type: ignore[attr-defined]  # not in stubs
+        data: dict[str, Any] = self._get_session()  # type: ignore[attr-defined]  # no stubs
         return data
 
-    def _diff(self) -> tuple[dict[str, Any], list[str]]:
-        """``(changed values, removed keys)``: the mapping against the store."""
-        data = self._data()
+    def _changes(self, data: dict[str, Any]) -> Any:
         _check(data)
-        if self._loaded is None and self._follow() is not None:  # cleared before any read
-            self._exposed(self.dce)
-        loaded = self._loaded or {}
-        changed = {key: value for key, value in data.items()
-                   if loaded.get(key) != encode_value(value)}
-        return changed, [key for key in loaded if key not in data]
-
-    def _recorded(self, changed: dict[str, Any], removed: list[str]) -> None:
-        loaded = self._loaded if self._loaded is not None else {}
-        loaded.update((key, encode_value(value)) for key, value in changed.items())
-        for key in removed:
-            loaded.pop(key, None)
-        self._loaded, self._cleared = loaded, False
-
-    def _wanted_ttl(self, changed: dict[str, Any], removed: list[str]) -> int | None:
-        """The new ttl in minutes when this save changes the custom expiry, else None."""
-        if _EXPIRY in removed:
-            return get_manager().ttl_minutes
-        if _EXPIRY in changed:
-            return self._new_ttl() or get_manager().ttl_minutes
-        return None
+        changes = self._snapshot.changes(data, keep=(MARKER,))
+        if not data and MARKER not in self._snapshot:  # keep an empty session stored
+            changes.set[MARKER] = True
+        return changes
 
     def create(self) -> None:
-        """A session under a fresh sid, holding the current data (written when any)."""
+        """A new session under a fresh sid, stored now (its current data, or empty)."""
         data: dict[str, Any] = getattr(self, "_session_cache", {})
         _check(data)
         self._session_cache = data
-        self._dce, self._key, self._loaded = None, None, None
-        session = self.dce  # fresh sid, nothing stored yet
-        if data:
-            session.update(data)
-            self._recorded(data, [])
+        manager = get_manager()
+        self._dce, self._key = manager.new(self._ttl(data)), None
+        self._snapshot = Snapshot(to_store=jsonable)
+        changes = self._changes(data)
+        self._dce.update(changes.set)
+        self._snapshot.apply(changes)
+        self._key = self._dce.id
         self.modified = True
 
     def save(self, must_create: bool = False) -> None:
-        """Write the changed keys in one ``update()``; delete the removed ones.
+        """Write the changed keys in one ``update()``; nothing changed: refresh the TTL.
 
-        ``must_create``: the data goes into a new session under a fresh sid.
-        ``UpdateError`` when the session was destroyed meanwhile (Django's
-        middleware answers ``SessionInterrupted``).
+        ``must_create``: ``CreateError`` when the key is stored, else a new session.
+        ``UpdateError`` when the session was ended meanwhile.
         """
-        if must_create or self._follow() is None:
+        if self._get_key() is None:
             self.create()
             return
-        changed, removed = self._diff()
-        if self._follow() is None:  # the load found it unknown: start afresh
+        if must_create:
+            if self.exists(self._get_key()):
+                raise CreateError(f"session {self._get_key()!r} exists")
+            self._key, self._dce = None, None
             self.create()
             return
+        was_loaded = hasattr(self, "_session_cache")
+        data = self._data()
+        if self._interrupted:
+            raise UpdateError("the session was ended by another request")
+        if self._get_key() is None:  # the load found it unknown: start afresh
+            self.create()
+            return
+        changes = self._changes(data)
         session = self.dce
         try:
-            ttl = self._wanted_ttl(changed, removed)
-            if ttl is not None and ttl != session.ttl_minutes:
-                self._regenerate(changed, removed, ttl)
+            if self._expired(data):  # an expiry in the past ends the session
+                session.destroy()
                 return
-            if changed or removed:
-                session.update(changed, delete=removed)
+            wanted = self._ttl(data)
+            if _EXPIRY in changes.keys and wanted != session.ttl_minutes:
+                moved: dict[str, Any] = {**changes.set, **dict.fromkeys(changes.delete)}
+                session.regenerate(moved, destroy_old=True, ttl_minutes=wanted)
+            elif changes:
+                session.update(changes.set, delete=changes.delete)
+            elif was_loaded and not session.touch():  # (a load now has just touched it)
+                raise UpdateError("the session is no longer stored")
         except SessionDestroyed as error:
             raise UpdateError(str(error)) from error
-        self._recorded(changed, removed)
-
-    def _regenerate(self, changed: dict[str, Any], removed: list[str],
-                    ttl_minutes: int | None) -> None:
-        """Move the data, with these edits, to a new sid and delete the old key: one step."""
-        changes: dict[str, Any] = {**changed, **dict.fromkeys(removed)}
-        self.dce.regenerate(changes, destroy_old=True, ttl_minutes=ttl_minutes)
-        self._recorded(changed, removed)
-        self.modified = True
+        self._snapshot.apply(changes)
 
     def cycle_key(self) -> None:
-        """A new sid for the same data, the old key deleted: ONE atomic regenerate."""
-        if self._follow() is None:  # nothing stored: a new sid is all it takes
+        """A new sid for the same data (pending edits included), the old key deleted:
+        ONE atomic regenerate. ``SessionInterrupted`` when another request ended it."""
+        if self._get_key() is None:
             self.create()
             return
-        unread = not hasattr(self, "_session_cache") and not self._cleared
-        changed, removed = ({}, []) if unread else self._diff()
-        if self._follow() is None:  # the read found it unknown
-            self.create()
-            return
+        unread = not hasattr(self, "_session_cache")
+        session = self.dce
         try:
-            self._regenerate(changed, removed, self._wanted_ttl(changed, removed))
+            if unread:  # the regenerate copies server-side: no read first
+                session.regenerate(destroy_old=True)
+            else:
+                data = self._data()
+                if self._interrupted:
+                    raise SessionDestroyed("judged")
+                if self._get_key() is None:  # the read found it unknown
+                    self.create()
+                    return
+                changes = self._changes(data)
+                moved: dict[str, Any] = {**changes.set, **dict.fromkeys(changes.delete)}
+                session.regenerate(moved, destroy_old=True, ttl_minutes=self._ttl(data))
+                self._snapshot.apply(changes)
         except SessionDestroyed as error:
-            raise UpdateError(str(error)) from error
-        if unread and self.dce.newborn and not self._made:
-            # The presented sid was unknown (nothing moved): never adopted, nor its ttl.
+            raise SessionInterrupted(_INTERRUPTED) from error
+        if not session.stored:  # the presented sid was unknown: nothing moved
+            self._dce, self._key = None, None
+            self._session_cache = {}
             self.create()
             return
         if unread:  # the regenerate brought the data back: no read of our own
-            self._session_cache = self._exposed(self.dce)
+            values = _values(session)
+            self._snapshot = Snapshot(values, to_store=jsonable)
+            values.pop(MARKER, None)
+            self._session_cache = values
+        self.modified = True
 
     def delete(self, session_key: str | None = None) -> None:
         """Destroy a session (this one by default), its user-index entry included."""
-        if session_key is None or session_key == self._follow():
-            if self._follow() is not None:
-                self.dce.destroy()
+        own = self._get_key()
+        if session_key is None or session_key == own:
+            if own is not None and self.dce.destroy():
+                self.ended = True
         elif is_valid_sid(session_key):
             get_manager().open(session_key).destroy()
 
@@ -443,9 +445,8 @@ class SessionStore(SessionBase):
         """End the session: destroy it and forget the key (what ``auth.logout`` calls)."""
         self.clear()
         self.delete()
-        self._dce, self._made, self._cleared = None, False, False
-        self._session_key = None
-        self._loaded = {}
+        self._dce, self._key = None, None
+        self._snapshot = Snapshot(to_store=jsonable)
 
     async def acycle_key(self) -> None:
         await sync_to_async(self.cycle_key)()
@@ -453,69 +454,56 @@ class SessionStore(SessionBase):
     async def aflush(self) -> None:
         await sync_to_async(self.flush)()
 
-    # -- expiry --------------------------------------------------------------------
-
-    def get_session_cookie_age(self) -> int:
-        """The session's TTL in seconds: its sid's ttl (the default before there is one)."""
-        key = self._follow()
-        if key is not None:
-            return parse_sid(key)[0] * 60
-        return (self._new_ttl() or get_manager().ttl_minutes) * 60
-
     @classmethod
     def clear_expired(cls) -> None:
         """Nothing to do: Redis expires the session keys itself."""
 
 
 class SessionMiddleware(DjangoSessionMiddleware):
-    """Django's ``SessionMiddleware`` with dce-session's cookie rules (module docstring).
+    """Django's ``SessionMiddleware``, with ``Secure`` over https and race-safe expiry.
 
-    Saves a modified session as Django's does, but sends the cookie only when
-    the sid differs from the one presented, and expires it when the session
-    ended (``flush()``) or the presented key was malformed or unknown. The
-    cookie is HttpOnly, Secure unless ``DCE_SESSION["secure"]`` is False,
-    SameSite ``DCE_SESSION.get("same_site", "Lax")``; name, path, domain and
-    Max-Age (the session's ttl) come from Django's ``SESSION_COOKIE_*``.
+    Checks ``SESSION_COOKIE_AGE`` (at most 65535 minutes) when Django loads it.
     """
+
+    def __init__(self, get_response: Any) -> None:
+        super().__init__(get_response)
+        cookie_age_minutes()
 
     def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
         session: Any = getattr(request, "session", None)
         try:
-            accessed, modified = session.accessed, session.modified
+            accessed, modified, empty = session.accessed, session.modified, session.is_empty()
         except AttributeError:
             return response
         name = settings.SESSION_COOKIE_NAME
-        presented = request.COOKIES.get(name)
-        saved = (modified or settings.SESSION_SAVE_EVERY_REQUEST) and not session.is_empty()
-        if saved and response.status_code < 500:  # as Django: no save on a 5xx
+        saved = False
+        if (modified or settings.SESSION_SAVE_EVERY_REQUEST) and not empty \
+                and response.status_code < 500:  # as Django: no save on a 5xx
             try:
                 session.save()
             except UpdateError as error:
-                raise SessionInterrupted(
-                    "The request's session was deleted before the request completed. "
-                    "The user may have logged out in a concurrent request, for example."
-                ) from error
-        sid = session.session_key
-        config = getattr(settings, "DCE_SESSION", None)
-        config = config if isinstance(config, dict) else {}
-        same_site = config.get("same_site", "Lax")
-        changed = False
-        if sid is None:
-            if presented is not None:  # ended, or malformed/unknown: expire it
-                response.delete_cookie(name, path=settings.SESSION_COOKIE_PATH,
-                                       domain=settings.SESSION_COOKIE_DOMAIN,
-                                       samesite=same_site)
-                changed = True
-        elif sid != presented and (saved or modified):
-            max_age = None if session.get_expire_at_browser_close() \
-                else session.get_expiry_age()
-            response.set_cookie(
-                name, sid, max_age=max_age,
-                expires=None if max_age is None else http_date(time.time() + max_age),
-                domain=settings.SESSION_COOKIE_DOMAIN, path=settings.SESSION_COOKIE_PATH,
-                secure=bool(config.get("secure", True)), httponly=True,
-                samesite=same_site)
-            changed = True
-        if accessed or changed:
+                raise SessionInterrupted(_INTERRUPTED) from error
+            saved = True
+        key = session.session_key
+        action = cookie(presented=request.COOKIES.get(name), sid=key or "",
+                        stored=saved and key is not None,
+                        ended=bool(getattr(session, "ended", False)), refresh=saved)
+        if accessed or action is not Cookie.LEAVE:
             patch_vary_headers(response, ("Cookie",))
+        secure = settings.SESSION_COOKIE_SECURE or request.is_secure()
+        if action is Cookie.EXPIRE:
+            response.delete_cookie(name, path=settings.SESSION_COOKIE_PATH,
+                                   domain=settings.SESSION_COOKIE_DOMAIN,
+                                   samesite=settings.SESSION_COOKIE_SAMESITE)
+        elif action is not Cookie.LEAVE:
+            if session.get_expire_at_browser_close():
+                max_age, expires = None, None
+            else:
+                max_age = session.get_expiry_age()
+                expires = http_date(time.time() + max_age)
+            response.set_cookie(
+                name, key, max_age=max_age, expires=expires,
+                domain=settings.SESSION_COOKIE_DOMAIN, path=settings.SESSION_COOKIE_PATH,
+                secure=bool(secure), httponly=bool(settings.SESSION_COOKIE_HTTPONLY),
+                samesite=settings.SESSION_COOKIE_SAMESITE)
         return response

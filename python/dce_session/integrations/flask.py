@@ -1,10 +1,13 @@
-"""Flask integration: ``flask.session`` kept in Redis by dce-session.
+"""Flask: ``flask.session`` kept in Redis by dce-session.
 
-``app.session_interface = SessionInterface(manager)``, with a blocking
-:class:`dce_session.SessionManager`. ``flask.session`` is then a dict of the
-session's values (JSON values, ``str`` keys) with Flask's ``modified`` and
-``permanent``; ``flask.session.dce`` is the :class:`dce_session.Session`
-itself, for ``login()``, ``user()``, ``regenerate()``, ``try_renew()``...
+``app.session_interface = SessionInterface(manager)`` (or
+``SessionInterface(manager).init_app(app)``, which also checks the settings at
+once), with a blocking :class:`dce_session.SessionManager`. A drop-in for
+Flask's own session and Flask-Session: Flask's settings mean what they mean
+there, ``flask.session`` is dict-like with ``modified``, ``permanent``,
+``accessed`` and Flask-Session's ``sid``; ``flask.session.dce`` is the
+:class:`dce_session.Session` (``login()``, ``user()``, ...);
+``app.session_interface.regenerate(flask.session)`` is Flask-Session's.
 
 >>> import flask, redis
 >>> from dce_session import SessionManager
@@ -20,7 +23,7 @@ itself, for ``login()``, ``user()``, ``regenerate()``, ``try_renew()``...
 ...     flask.session.dce.login({"id": 42, "name": "Ada"})
 ...     return flask.session.dce.user()
 >>> with RedisServer() as server, redis.Redis.from_url(server.url) as client:
-...     app.session_interface = SessionInterface(SessionManager(client))
+...     SessionInterface(SessionManager(client)).init_app(app)
 ...     browser = app.test_client()
 ...     first = browser.post("/cart/apple")
 ...     print(first.headers["Set-Cookie"].split(";")[0][:8], first.json)
@@ -30,58 +33,68 @@ session= ['apple']
 ['apple', 'pear'] False
 {'id': 42, 'name': 'Ada'} ['apple', 'pear', 'fig', 'kiwi']
 
+Settings (Flask's names and defaults):
+
+* ``SESSION_COOKIE_NAME`` ("session"), ``_DOMAIN``, ``_PATH``, ``_HTTPONLY``
+  (True), ``_SECURE`` (False: ``Secure`` is added anyway when the request came
+  over https), ``_SAMESITE`` (None), ``_PARTITIONED``.
+* ``PERMANENT_SESSION_LIFETIME`` (31 days): the Redis TTL of a permanent
+  session (``session.permanent = True``) and its cookie's expiry; at most
+  65535 minutes (``ConfigError`` otherwise). A non-permanent session has a
+  browser-session cookie and the manager's ``ttl_minutes`` as its TTL.
+  Making a stored session permanent (or not) moves it to a sid with the other
+  ttl (one atomic regenerate; the cookie follows).
+* ``SESSION_REFRESH_EACH_REQUEST`` (True): a permanent session's cookie is
+  re-sent on every request that uses the session, after checking that the
+  session is still stored (a request that never reads its session makes no
+  Redis call and leaves the cookie alone).
+
 Behaviour:
 
-* Lazy. Opening the session does no I/O. The first read of ``flask.session``
-  loads the stored hash and refreshes its TTL in one round trip; assigning a
-  key loads nothing. A request that never touches the session costs no round
-  trip and sends no cookie.
-* At the end of the request only what changed is written: the assigned or
-  changed keys and the removed ones in one ``update(..., delete=...)`` (a key
-  whose value is unchanged, even if re-assigned, is not rewritten; nested
-  changes such as ``session["cart"].append(x)`` are found by comparing with
-  what was loaded): one round trip. Keys this request did not change are
-  never written, so concurrent requests editing different keys of one session
-  keep each other's changes.
-* The cookie is set exactly when the sid the client must hold changed (a new
-  session's first write, ``login()``, ``auto_login()``, ``regenerate()``, a
-  rotation by ``try_renew()``) and expired when the session ends:
-  ``session.clear()`` (the stored session is destroyed at the end of the
-  request; keys set after ``clear()`` start a fresh session under a new sid)
-  or ``session.dce.destroy()``, or a presented sid, read this request, that
-  is not (or no longer) stored and to which nothing is written. A malformed or
-  unknown sid in the cookie is never adopted: the session gets a fresh sid.
-  Setting ``session.permanent`` to a new value re-sends the cookie (same sid)
-  with the matching expiry.
-* Stored fields whose value is not JSON (written by another program) are
-  left out of the mapping and never written or deleted.
-* The bookkeeping fields (``$user``, ``$newid``, ``$server``, ``$client`` or
-  the manager's names for them) never appear in the mapping and cannot be
-  assigned through it (``ValueError``); the user is ``session.dce.user()``.
-* Cookie name, path, domain, HttpOnly and expiry (``PERMANENT_SESSION_LIFETIME``
-  when ``session.permanent``, else a browser-session cookie) come from Flask's
-  ``SESSION_COOKIE_*`` config; ``Secure`` and ``SameSite=Lax`` are the
-  defaults whatever ``SESSION_COOKIE_SECURE`` / ``SESSION_COOKIE_SAMESITE``
-  say: change them with ``SessionInterface(manager, secure=False,
-  same_site="Strict")``. ``SESSION_REFRESH_EACH_REQUEST`` is not used: Redis'
-  TTL, refreshed by each request that uses the session, ends idle sessions.
-* Values are validated (JSON, see the API) when assigned; a nested change
-  that makes a value unserialisable raises ``SerializationError`` when the
-  request ends.
+* Lazy: the first read loads the values and refreshes the TTL in one round
+  trip (with ``renew=`` on the manager, the rotation runs first, and a write
+  that read nothing loads too, so that the rotation runs); assigning a key
+  loads nothing.
+* At the end of the request only the changed keys (in-place edits included)
+  and the removed ones are written, in one ``update``.
+* The cookie is sent when the sid changes (a new session's first write,
+  ``login()``, ``regenerate()``, a rotation, a forwarded sid), refreshed as
+  above, and expired when the request ended the session (``session.clear()``,
+  ``session.dce.destroy()``, or every value removed). A malformed or unknown
+  sid is never adopted, and its cookie is left alone.
+* Races: when another request ended the session (a login or logout in
+  another tab, a rotation judgment), this request's changes are dropped with
+  a WARNING on the ``dce_session`` logger, the view's response goes out as it
+  is, and no cookie is sent: the browser keeps the newer one.
+* Values: what Flask's own serializer takes (JSON plus tuple, bytes,
+  ``Markup``, ``UUID``, ``datetime``) round-trips, stored as JSON with Flask's
+  tags. The bookkeeping fields (``$user``, ...) never appear in the mapping;
+  assigning one raises ``ValueError``.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, overload
 
+from flask.json.tag import TaggedJSONSerializer
 from flask.sessions import SessionInterface as _FlaskSessionInterface
 from flask.sessions import SessionMixin
 from werkzeug.datastructures import CallbackDict
 
-from dce_session._flows import decode_value
-from dce_session.core import encode_value
-from dce_session.errors import ConfigError, SerializationError
+from dce_session.core import is_valid_sid
+from dce_session.errors import ConfigError, SerializationError, SessionDestroyed
+from dce_session.integrations._common import (
+    Cookie,
+    Snapshot,
+    cookie,
+    jsonable,
+    reserved_fields,
+    ttl_minutes,
+    user_values,
+)
 from dce_session.session import Session as DceSession
 from dce_session.session import SessionManager
 
@@ -93,71 +106,109 @@ if TYPE_CHECKING:
 
 __all__ = ["FlaskSession", "SessionInterface"]
 
+logger = logging.getLogger("dce_session")
+
 _MISSING: Any = object()
-_SAME_SITE = {"strict": "Strict", "lax": "Lax", "none": "None"}
+_PERMANENT = "_permanent"  # the key Flask's SessionMixin.permanent keeps
+_RACE = ("session %s was ended by another request (a login, logout or rotation elsewhere); "
+         "this request's session changes are dropped and no cookie is sent")
 
 
-def _maybe_stored(session: DceSession) -> bool:
-    """Whether the store may hold ``session`` (a destroy is then worth sending)."""
-    return session.stored or (not session.destroyed and not session.newborn)
+def untag(serializer: TaggedJSONSerializer, value: Any) -> Any:
+    """A stored JSON value back to Flask's types (Flask's tags, innermost first).
+
+    Scalars, and containers that hold no tag, come back as the same object."""
+    if isinstance(value, (str, int, float, bool, type(None))):
+        return value
+    if not _tagged(value, serializer.tags):
+        return value
+    if isinstance(value, dict):
+        return serializer.untag({key: untag(serializer, item) for key, item in value.items()})
+    if isinstance(value, list):
+        return [untag(serializer, item) for item in value]
+    return value
+
+
+def _tagged(value: Any, tags: Mapping[str, Any]) -> bool:
+    """Whether a JSON value holds a tag anywhere (a one-key dict whose key is a tag)."""
+    if isinstance(value, dict):
+        if len(value) == 1 and next(iter(value)) in tags:
+            return True
+        return any(_tagged(item, tags) for item in value.values()
+                   if isinstance(item, (dict, list)))
+    if isinstance(value, list):
+        return any(_tagged(item, tags) for item in value if isinstance(item, (dict, list)))
+    return False
 
 
 class FlaskSession(CallbackDict[str, Any], SessionMixin):
-    """``flask.session``: the decoded user values of one dce session, loaded lazily.
+    """``flask.session``: the values of one dce session, loaded on first read.
 
-    ``dce`` is the underlying blocking :class:`dce_session.Session`;
-    ``presented`` the sid the request's cookie carried (None without one).
+    ``dce`` is the blocking :class:`dce_session.Session`; ``sid`` its id
+    (Flask-Session's name); ``presented`` the sid the cookie carried.
     """
 
-    def __init__(self, dce: DceSession, manager: SessionManager, presented: str | None) -> None:
+    def __init__(self, interface: SessionInterface, dce: DceSession,
+                 presented: str | None) -> None:
         def on_update(self: FlaskSession) -> None:
             self.modified = True
 
         super().__init__(None, on_update)
-        self.modified = False
+        self.modified = self.accessed = False
         self.dce = dce
         self.presented = presented
-        self._manager = manager
-        self._loaded = False
-        self._original: dict[str, str] = {}  # key -> normalised JSON, as loaded
-        self._assigned: set[str] = set()  # keys set by this request before any load
-        self._doomed: list[DceSession] = []  # sessions that clear() ended
+        self.interface = interface
+        self.loaded = False
+        self.interrupted = False  # another request ended this session
+        self.ended = False  # clear() ended the session that was loaded
+        self._ending: list[DceSession] = []  # sessions that clear() ended
+        self.snapshot = Snapshot(to_store=interface.to_store)
+        self.secure_request = False  # the request came over https: the cookie is Secure
+
+    @property
+    def sid(self) -> str:
+        """The session's id (Flask-Session's ``session.sid``)."""
+        return self.dce.id
 
     def __repr__(self) -> str:
-        state = dict.__repr__(self) if self._loaded else "unloaded"
+        state = dict.__repr__(self) if self.loaded else "unloaded"
         return f"<{type(self).__name__} {self.dce.id[:6]}… {state}>"
 
-    # -- loading ---------------------------------------------------------------
+    # -- loading ---------------------------------------------------------------------
 
     def _load(self) -> None:
-        """Fill the mapping from the store, once; local assignments win."""
-        if self._loaded:
+        """Fill the mapping from the store, once; keys assigned before win."""
+        self.accessed = True
+        if self.loaded:
             return
-        # `get` loads the hash and refreshes the TTL in one round trip (raw() never
-        # touches); `raw` then reads the same snapshot.
-        self.dce.get(self._manager.user_field)
-        values: dict[str, Any] = {}
-        for field, raw in self.dce.raw().items():
-            if field in self._manager.bookkeeping:
-                continue
+        self.loaded = True
+        dce = self.dce
+        stored: dict[str, Any] = {}
+        if not dce.newborn:
             try:
-                values[field] = decode_value(raw)
-            except SerializationError:
-                continue  # not JSON (another program's): neither shown, written nor deleted
-        self._original = {field: encode_value(value) for field, value in values.items()}
-        for field, value in values.items():
-            if field not in self._assigned:
-                dict.__setitem__(self, field, value)
-        self._loaded = True
+                if dce.manager.renew is not None:
+                    dce.try_renew()
+                stored = _values(dce)
+            except SessionDestroyed:  # judged: the browser moved on to a newer sid
+                self._race()
+        self.snapshot = Snapshot(stored, to_store=self.interface.to_store)
+        serializer = self.interface.serializer
+        for key, value in stored.items():
+            if not dict.__contains__(self, key):
+                dict.__setitem__(self, key, untag(serializer, value))
+
+    def _race(self) -> None:
+        self.interrupted = True
+        logger.warning(_RACE, f"{(self.presented or '')[:6]}…")
 
     def _check(self, key: object) -> str:
         if not isinstance(key, str):
             raise TypeError(f"session keys are str, not {type(key).__name__}")
-        if key in self._manager.bookkeeping:
-            raise ValueError(f"{key!r} is kept by dce-session; use session.dce for it")
+        if key in self.interface.reserved:
+            raise ValueError(f"{key!r} is a dce-session bookkeeping field; use session.dce")
         return key
 
-    # -- reads: load first -------------------------------------------------------
+    # -- reads: load first -------------------------------------------------------------
 
     def __getitem__(self, key: str) -> Any:
         self._load()
@@ -178,6 +229,9 @@ class FlaskSession(CallbackDict[str, Any], SessionMixin):
     def __len__(self) -> int:
         self._load()
         return dict.__len__(self)
+
+    def __bool__(self) -> bool:
+        return len(self) > 0
 
     def __eq__(self, other: object) -> bool:
         self._load()
@@ -214,14 +268,11 @@ class FlaskSession(CallbackDict[str, Any], SessionMixin):
     def __ror__(self, other: Any) -> dict[str, Any]:  # type: ignore[override]  # any mapping
         return {**dict(other), **self.copy()}
 
-    # -- writes --------------------------------------------------------------------
+    # -- writes ------------------------------------------------------------------------
 
     def __setitem__(self, key: str, value: Any) -> None:
-        key = self._check(key)
-        encode_value(value)  # SerializationError here rather than at the end of the request
-        if not self._loaded:
-            self._assigned.add(key)
-        super().__setitem__(key, value)
+        self.interface.to_store(value)  # SerializationError now, not at the end of the request
+        super().__setitem__(self._check(key), value)
 
     def __delitem__(self, key: str) -> None:
         self._load()
@@ -239,7 +290,7 @@ class FlaskSession(CallbackDict[str, Any], SessionMixin):
 
     def setdefault(self, key: str, default: Any = None) -> Any:
         self._load()
-        if key not in self:
+        if not dict.__contains__(self, key):
             self[key] = default
         return dict.__getitem__(self, key)
 
@@ -258,111 +309,171 @@ class FlaskSession(CallbackDict[str, Any], SessionMixin):
         return super().popitem()
 
     def clear(self) -> None:
-        """End the session: it is destroyed, and its cookie expired, when the request ends.
+        """End the session: destroyed, its cookie expired, when the request ends.
 
-        Keys set afterwards go to a fresh session (new sid, cookie sent).
+        Keys set afterwards go to a new session (new sid, cookie sent).
         """
-        self._doomed.append(self.dce)
-        self.dce = self._manager.new()
+        self._ending.append(self.dce)
+        self.dce = self.interface.manager.new()
         dict.clear(self)
-        self._loaded, self._original, self._assigned = True, {}, set()
-        self.modified = True
+        self.loaded, self.accessed, self.modified = True, True, True
+        self.snapshot = Snapshot(to_store=self.interface.to_store)
 
-    # -- the end of the request ------------------------------------------------------
+    # -- the end of the request ----------------------------------------------------------
 
-    def changes(self) -> tuple[dict[str, Any], list[str]]:
-        """``(keys to write, keys to remove)``: what this request changed."""
-        written = {
-            key: value
-            for key, value in dict.items(self)
-            if self._original.get(key) != encode_value(value)
-        }
-        removed = [key for key in self._original if not dict.__contains__(self, key)]
-        return written, removed
+    @property
+    def permanent_now(self) -> bool:
+        """``permanent`` without a round trip: the mapping's when loaded or assigned,
+        else what the store holds when a write brought it back, else False."""
+        if self.loaded or dict.__contains__(self, _PERMANENT) or not self.dce.stored:
+            return bool(dict.get(self, _PERMANENT, False))
+        return bool(self.dce.get(_PERMANENT))  # the write's reply holds every field
 
-    def save(self) -> set[str]:
-        """Destroy what ``clear()`` ended, then write the changes (nothing if none).
+    def save(self) -> tuple[bool, bool]:
+        """Write what changed: ``(this request ended a stored session, it wrote)``."""
+        ended = False
+        for doomed in self._ending:
+            if doomed.stored or not doomed.newborn:
+                if doomed.destroy():
+                    ended = True
+                elif not doomed.newborn:  # gone already: ended by another request
+                    self._race()
+        self._ending.clear()
+        if not self.loaded and dict.__len__(self) and self.dce.manager.renew is not None:
+            # A write that read nothing still runs the rotation first: a judged sid
+            # must not turn into a fresh session whose cookie replaces the newer one.
+            self._load()
+        if self.interrupted:
+            return False, False
+        dce = self.dce
+        if dce.destroyed:  # the view ended it through session.dce
+            return True, False
+        was_stored = dce.stored
+        changes = self.snapshot.changes(dict(dict.items(self)))
+        wanted = self.interface.ttl_for(self.permanent_now)
+        try:
+            if dce.newborn and not dce.stored and dce.ttl_minutes != wanted:
+                if not changes:
+                    return ended, False
+                self.dce = dce = self.interface.manager.new(wanted)
+            if _PERMANENT in changes.keys and dce.ttl_minutes != wanted \
+                    and (dce.stored or not dce.newborn):
+                moved: dict[str, Any] = {**changes.set, **dict.fromkeys(changes.delete)}
+                dce.regenerate(moved, destroy_old=True, ttl_minutes=wanted)
+            elif changes:
+                dce.update(changes.set, delete=changes.delete)
+            else:
+                return ended, False
+        except SessionDestroyed:
+            self._race()
+            return False, False
+        self.snapshot.apply(changes)
+        return ended or (was_stored and not dce.stored), True
 
-        Returns the keys written or removed.
-        """
-        for ended in self._doomed:
-            if _maybe_stored(ended):
-                ended.destroy()
-        self._doomed.clear()
-        if self.dce.destroyed:  # destroyed through session.dce: nothing to write to
-            return set()
-        written, removed = self.changes()
-        if written or removed:
-            self.dce.update(written, delete=removed)
-        self._original = {key: encode_value(value) for key, value in dict.items(self)} \
-            if self._loaded else self._original
-        self._assigned.clear()
-        return {*written, *removed}
+
+def _values(dce: DceSession) -> dict[str, Any]:
+    """The stored values (one round trip); fields that are not JSON are left out."""
+    try:
+        return dce.data()
+    except SerializationError:  # another program's field: neither shown nor written
+        return user_values(dce.raw(), reserved_fields(dce.manager))
 
 
 class SessionInterface(_FlaskSessionInterface):
-    """Keeps ``flask.session`` in Redis: ``app.session_interface = SessionInterface(manager)``.
-
-    ``manager`` is a blocking :class:`dce_session.SessionManager`. ``secure``
-    and ``same_site`` ("Strict", "Lax", "None" or None for no attribute) set
-    the cookie's ``Secure`` and ``SameSite``; Flask's own
-    ``SESSION_COOKIE_SECURE`` / ``SESSION_COOKIE_SAMESITE`` are not used.
-    """
+    """Keeps ``flask.session`` in Redis through a blocking ``SessionManager``."""
 
     session_class = FlaskSession
+    #: Flask's own tagged serializer: the JSON form of values that are not JSON
+    serializer = TaggedJSONSerializer()
 
-    def __init__(self, manager: SessionManager, secure: bool = True,
-                 same_site: str | None = "Lax") -> None:
+    def __init__(self, manager: SessionManager) -> None:
         if not isinstance(manager, SessionManager):
-            raise ConfigError(
-                "SessionInterface needs a blocking dce_session.SessionManager, "
-                f"not {type(manager).__name__}")
-        if not isinstance(secure, bool):
-            raise ConfigError(f"secure must be a bool, got {secure!r}")
-        if same_site is not None and (
-                not isinstance(same_site, str) or same_site.lower() not in _SAME_SITE):
-            raise ConfigError(f'same_site must be "Strict", "Lax", "None" or None, '
-                              f"got {same_site!r}")
+            raise ConfigError("SessionInterface needs a blocking dce_session.SessionManager, "
+                              f"not {type(manager).__name__}")
         self.manager = manager
-        self.secure = secure
-        self.same_site = None if same_site is None else _SAME_SITE[same_site.lower()]
+        self.reserved = reserved_fields(manager)
+        self._permanent_ttl: tuple[Any, int] | None = None
 
-    def get_cookie_secure(self, app: Flask) -> bool:
-        """The ``Secure`` attribute: this interface's ``secure``."""
-        return self.secure
+    def init_app(self, app: Flask) -> None:
+        """Install this interface on ``app``, checking its settings now."""
+        self.permanent_ttl(app)
+        app.session_interface = self
 
-    def get_cookie_samesite(self, app: Flask) -> str | None:
-        """The ``SameSite`` attribute: this interface's ``same_site``."""
-        return self.same_site
+    def to_store(self, value: Any) -> Any:
+        """The JSON value stored for a Flask session value (Flask's tags)."""
+        try:
+            return jsonable(self.serializer.tag(value))
+        except (TypeError, ValueError) as error:  # SerializationError is a TypeError
+            raise SerializationError(f"a Flask session cannot hold {value!r}: {error}") from error
+
+    def permanent_ttl(self, app: Flask) -> int:
+        """The ttl (minutes) of a permanent session: ``PERMANENT_SESSION_LIFETIME``."""
+        lifetime = app.permanent_session_lifetime
+        cached = self._permanent_ttl
+        if cached is None or cached[0] != lifetime:
+            minutes = ttl_minutes(lifetime, setting="PERMANENT_SESSION_LIFETIME")
+            if minutes is None:
+                raise ConfigError("PERMANENT_SESSION_LIFETIME must be more than 0 seconds")
+            cached = self._permanent_ttl = (lifetime, minutes)
+        return cached[1]
+
+    def ttl_for(self, permanent: bool) -> int:
+        if permanent and self._permanent_ttl is not None:
+            return self._permanent_ttl[1]
+        return self.manager.ttl_minutes
 
     def open_session(self, app: Flask, request: Request) -> FlaskSession:
         """The request's session; no I/O (it loads on first read)."""
+        self.permanent_ttl(app)
         presented = request.cookies.get(self.get_cookie_name(app)) or None
-        return self.session_class(self.manager.open(presented), self.manager, presented)
+        dce = self.manager.open(presented) if is_valid_sid(presented) else self.manager.new()
+        session = self.session_class(self, dce, presented)
+        session.secure_request = request.is_secure
+        return session
+
+    def regenerate(self, session: SessionMixin) -> None:
+        """Flask-Session's name: a new sid for the session (pending changes included),
+        the old one destroyed, in one atomic step; the new cookie goes out."""
+        unwrap = getattr(session, "_get_current_object", None)  # flask.session is a proxy
+        session = unwrap() if callable(unwrap) else session
+        if not isinstance(session, FlaskSession):
+            raise TypeError("regenerate() takes the flask.session of this interface")
+        session._load()
+        changes = session.snapshot.changes(dict(dict.items(session)))
+        moved: dict[str, Any] = {**changes.set, **dict.fromkeys(changes.delete)}
+        session.dce.regenerate(moved, destroy_old=True)
+        session.snapshot.apply(changes)
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
-        """Write what changed; set the cookie when the sid changed, expire it when ended."""
+        """Write what changed; then send, refresh, expire or leave the cookie."""
         if not isinstance(session, FlaskSession):
             return
-        ended = bool(session._doomed) or session.dce.destroyed
-        # a session loaded this request (an unknown sid settles as newborn) or ended
-        looked_up = session._loaded or ended
-        # ``permanent`` is the ``_permanent`` key: its change changes the cookie's expiry
-        permanence_changed = "_permanent" in session.save()
+        ended, wrote = session.save()
         dce = session.dce
-        name, domain, path = (self.get_cookie_name(app), self.get_cookie_domain(app),
-                              self.get_cookie_path(app))
-        httponly, partitioned = self.get_cookie_httponly(app), self.get_cookie_partitioned(app)
+        refresh = False
+        if dce.stored and dce.id == session.presented and session.permanent_now \
+                and not session.interrupted:
+            refresh = wrote or (session.loaded and app.config["SESSION_REFRESH_EACH_REQUEST"]
+                                and dce.touch())  # re-sent only while still stored
+        action = cookie(presented=session.presented, sid=dce.id, stored=dce.stored,
+                        ended=ended, refresh=refresh, interrupted=session.interrupted)
         if session.accessed:
             response.vary.add("Cookie")
-        if dce.stored and (dce.id != session.presented or permanence_changed):
-            response.set_cookie(
-                name, dce.id, expires=self.get_expiration_time(app, session),
-                httponly=httponly, domain=domain, path=path, secure=self.secure,
-                partitioned=partitioned, samesite=self.same_site)
-            response.vary.add("Cookie")
-        elif looked_up and session.presented is not None and not dce.stored:
-            response.delete_cookie(
-                name, domain=domain, path=path, secure=self.secure,
-                partitioned=partitioned, samesite=self.same_site, httponly=httponly)
-            response.vary.add("Cookie")
+        if action is Cookie.LEAVE:
+            return
+        response.vary.add("Cookie")
+        name, domain, path = (self.get_cookie_name(app), self.get_cookie_domain(app),
+                              self.get_cookie_path(app))
+        secure = self.get_cookie_secure(app) or session.secure_request
+        options: dict[str, Any] = {
+            "domain": domain, "path": path, "secure": secure,
+            "partitioned": self.get_cookie_partitioned(app),
+            "samesite": self.get_cookie_samesite(app),
+            "httponly": self.get_cookie_httponly(app)}
+        if action is Cookie.EXPIRE:
+            response.delete_cookie(name, **options)
+            return
+        expires = datetime.now(timezone.utc) + app.permanent_session_lifetime \
+            if session.permanent_now else None
+        response.set_cookie(name, dce.id, expires=expires, **options)
+

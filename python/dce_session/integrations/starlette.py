@@ -1,11 +1,11 @@
 """Starlette / FastAPI: ``request.session`` kept in Redis by dce-session.
 
-``SessionMiddleware(app, manager)`` is a pure ASGI middleware (no
-``BaseHTTPMiddleware``); ``manager`` is a :class:`dce_session.asyncio.SessionManager`.
-In http and websocket scopes, ``request.session`` (``websocket.session``) is a
-mutable mapping of the session's values, as with Starlette's own middleware,
-and ``request.state.dce_session`` is the :class:`dce_session.asyncio.Session`
-itself (``login``, ``user``, ``regenerate``, ``try_renew``, ...). Run this with
+A drop-in for Starlette's ``SessionMiddleware`` (and starsessions' names):
+``SessionMiddleware(app, manager, ...)`` takes Starlette's own arguments with
+its defaults -- ``session_cookie="session"`` (``cookie_name`` is an alias),
+``max_age=14 days``, ``path="/"``, ``same_site="lax"``, ``https_only=False``,
+``domain=None``, ``partitioned=False`` -- plus ``autoload=True``. ``manager``
+is a :class:`dce_session.asyncio.SessionManager`. Run this with
 ``uvicorn example:app``::
 
     import redis.asyncio
@@ -19,7 +19,7 @@ itself (``login``, ``user``, ``regenerate``, ``try_renew``, ...). Run this with
     from dce_session.integrations.starlette import SessionMiddleware
 
     manager = dce_session.asyncio.SessionManager(
-        redis.asyncio.Redis.from_url("redis://localhost:6379/0"), ttl_minutes=60)
+        redis.asyncio.Redis.from_url("redis://localhost:6379/0"))
 
     async def visit(request: Request) -> JSONResponse:
         request.session["visits"] = request.session.get("visits", 0) + 1
@@ -40,82 +40,94 @@ itself (``login``, ``user``, ``regenerate``, ``try_renew``, ...). Run this with
         middleware=[Middleware(SessionMiddleware, manager=manager)],
     )
 
-With FastAPI: ``app.add_middleware(SessionMiddleware, manager=manager)``.
+With FastAPI: ``app.add_middleware(SessionMiddleware, manager=manager)``, and
+``dce_session.integrations.fastapi`` for a typed dependency.
 
-What a request costs
---------------------
-- **No session cookie** (or a malformed one): no Redis round trip at all
-  before the app; ``request.session`` starts empty and
-  ``request.state.dce_session`` is a newborn session. A handler that leaves
-  the session alone costs nothing and gets no ``Set-Cookie``.
-- **A well-formed session cookie**: ONE round trip before the app runs.
-  Starlette's ``request.session`` is synchronous, so the session cannot be
-  fetched on first access; the middleware reads the whole hash up front, and
-  that same script refreshes the TTL (sliding expiry: a request presenting a
-  live session is activity, as a ``get`` is). An unknown sid is not adopted:
-  the session is newborn under a fresh sid. Stored fields that are not JSON
-  (written by another program) are left out of the mapping and left alone.
-- **At ``http.response.start``**: the mapping is compared with what was
-  loaded; when it differs, ONE round trip writes the added and changed fields
-  and deletes the removed ones, atomically. Untouched fields are never
-  rewritten, so concurrent requests that edit different keys both survive.
-  Values are compared as their JSON, so in-place edits
-  (``request.session["cart"].append(...)``) are saved too. Changes made after
-  the response started (in a streaming body, a background task) are not saved:
-  use ``request.state.dce_session`` for those.
-
-The cookie
-----------
-``HttpOnly``, ``Secure`` unless ``https_only=False``, ``SameSite=Lax`` unless
-``same_site`` says otherwise, ``Path=/``; no ``Max-Age`` when ``max_age`` is
-None (a browser-session cookie; Redis' TTL still ends the session). It is sent
-exactly when the sid the client must use differs from the one it presented
-(a new session's first write, ``login``, ``auto_login``, ``regenerate``, a
-rotation by ``try_renew``), and expired when the session ends:
-``request.session.clear()`` (destroys it; values set after ``clear()`` start a
-new session under a new sid), ``request.state.dce_session.destroy()``, or a
-presented sid that is no longer stored. The bookkeeping fields (``$user``,
-``$newid``, ``$server``, ``$client``) never appear in the mapping; putting one
-there raises ``ValueError`` at once (use ``login``/``logout``).
-
-Websockets: the session is loaded the same way at the handshake; changes to
-the mapping of a stored session are saved when the endpoint returns (no cookie
-can be sent then, so a session that is still newborn is not written, and a
-new sid reaches the browser only through a later http response).
+What a request does
+-------------------
+- ``request.session`` (``websocket.session``) is a ``dict`` of the session's
+  values; ``request.state.dce_session`` is the
+  :class:`dce_session.asyncio.Session` (``login``, ``user``, ...).
+- **Loading.** With ``autoload=True`` (Starlette's way: its session is always
+  there) a request carrying a well-formed cookie costs ONE round trip before
+  the app: the values, the TTL refreshed. No cookie (or a malformed one):
+  nothing. With ``autoload=False`` nothing is loaded until
+  ``await load_session(request)`` (starsessions' name); ``request.session``
+  raises :class:`SessionNotLoaded` before that, and a request that never
+  loads makes no Redis call, so it is unaffected by a Redis outage.
+- **Rotation.** With ``renew=`` on the manager, loading runs ``try_renew()``
+  first; a new sid goes out as the cookie.
+- **Saving**, when the response starts: only the keys whose value changed
+  (in-place edits included) and the removed ones, in one ``update``. An
+  unknown sid is never adopted: a write goes to a fresh sid.
+- **The cookie** is sent when the sid changes (a new session's first write,
+  ``login``, ``regenerate_session_id``, a rotation, a forwarded sid) and
+  refreshed (same sid, new ``Max-Age``) when the request wrote, or when over
+  half of ``max_age`` has passed since the sid was made (checked against the
+  store first). ``request.session.clear()`` destroys the session and expires
+  the cookie. ``Secure`` when ``https_only`` or the request came over https.
+  An unknown or malformed cookie is left alone.
+- **Races.** When another request ended this session (a login or logout in
+  another tab, a rotation judgment), this request's changes are dropped with
+  a WARNING on the ``dce_session`` logger, the response is the view's, and no
+  cookie is sent: the browser keeps the newer one.
+- Websockets load the same way at the handshake (no rotation: no cookie can
+  be sent); changes to a stored session are saved when the endpoint returns.
 """
 
 from __future__ import annotations
 
-import contextlib
+import logging
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 from starlette.datastructures import MutableHeaders
+from starlette.middleware.sessions import Session as StarletteSession
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from dce_session._core import encode_value
-from dce_session._flows import check_field, decode_value
 from dce_session.asyncio import Session, SessionManager
+from dce_session.core import is_valid_sid
 from dce_session.errors import ConfigError, SerializationError, SessionDestroyed
+from dce_session.integrations._common import (
+    Cookie,
+    Snapshot,
+    cookie,
+    half_age_passed,
+    reserved_fields,
+    ttl_minutes,
+    user_values,
+)
 
-__all__ = ["SessionMapping", "SessionMiddleware"]
+__all__ = [
+    "SessionMapping",
+    "SessionMiddleware",
+    "SessionNotLoaded",
+    "get_session_id",
+    "is_loaded",
+    "load_session",
+    "regenerate_session_id",
+]
 
-_SAME_SITE = {"lax": "Lax", "strict": "Strict", "none": "None"}
-_EXPIRED = "Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT"
+logger = logging.getLogger("dce_session")
+
+_SAME_SITE = ("lax", "strict", "none")
+_HANDLER = "dce_session.handler"
+_RACE = ("session %s was ended by another request (a login, logout or rotation elsewhere); "
+         "this request's session changes are dropped and no cookie is sent")
 
 
-class SessionMapping(dict[str, Any]):
-    """``request.session``: the session's values, JSON-decoded.
+class SessionNotLoaded(RuntimeError):
+    """``request.session`` was read with ``autoload=False`` before ``load_session``."""
 
-    A plain ``dict`` of the user's values; ``clear()`` also ends the session
-    (it is destroyed when the response starts, and the cookie expired).
-    ``accessed`` (set by Starlette's ``request.session``) adds ``Vary: Cookie``.
-    ``reserved`` are the names that cannot be keys (the manager's bookkeeping
-    fields): assigning one raises ``ValueError`` at once.
+
+class SessionMapping(StarletteSession):
+    """``request.session``: a ``dict`` of the user's values (Starlette's ``Session``).
+
+    Assigning a bookkeeping field (``$user``, ... as the manager names them)
+    raises ``ValueError`` at once; ``clear()`` ends the session.
     """
 
-    accessed = False
     ended = False
 
     def __init__(self, reserved: Iterable[str] = (),
@@ -124,162 +136,272 @@ class SessionMapping(dict[str, Any]):
         super().__init__()
         self.reserved = frozenset(reserved)
         self.update(values, **kwargs)
+        self.accessed = self.modified = False
 
-    def _check(self, key: str) -> str:
+    def _check(self, key: object) -> None:
         if key in self.reserved:
-            raise ValueError(
-                f"{key!r} is a dce-session bookkeeping field, not a session value; "
-                "use request.state.dce_session (login, logout, ...)")
-        return key
+            raise ValueError(f"{key!r} is a dce-session bookkeeping field, not a session value; "
+                             "use request.state.dce_session (login, logout, ...)")
 
     def __setitem__(self, key: str, value: Any) -> None:
-        super().__setitem__(self._check(key), value)
+        self._check(key)
+        super().__setitem__(key, value)
 
-    def update(  # type: ignore[override]  # same call shapes as dict.update
-        self, values: Mapping[str, Any] | Iterable[tuple[str, Any]] = (), /, **kwargs: Any
-    ) -> None:
-        pairs = {**dict(values), **kwargs}
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        pairs = dict(*args, **kwargs)
         for key in pairs:
             self._check(key)
         super().update(pairs)
 
-    def __ior__(self, other: Any) -> SessionMapping:  # type: ignore[override, misc]  # as update
+    def __ior__(self, other: Any, /) -> SessionMapping:  # type: ignore[override,misc]  # as dict
         self.update(other)
         return self
 
-    def setdefault(self, key: str, default: Any = None, /) -> Any:
-        return super().setdefault(self._check(key), default)
-
-    def mark_accessed(self) -> None:
-        """Called by Starlette's ``request.session``."""
-        self.accessed = True
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        self._check(key)
+        return super().setdefault(key, default)
 
     def clear(self) -> None:
-        """Forget every value and end the session."""
+        """Forget every value and end the session (destroyed when the response starts)."""
         self.ended = True
         super().clear()
 
 
-async def _load(session: Session) -> dict[str, str]:
-    """Every stored field, the TTL refreshed: one round trip (the get loads and touches)."""
-    await session.get(session.manager.user_field)
-    return await session.raw()
+class _Unloaded:
+    """``request.session`` before ``load_session`` (``autoload=False``)."""
+
+    def __getattribute__(self, name: str) -> Any:
+        if name == "__class__":
+            return _Unloaded
+        raise SessionNotLoaded("the session is not loaded: SessionMiddleware(autoload=False) "
+                               "needs `await load_session(request)` first")
+
+    def __getitem__(self, key: str) -> NoReturn:
+        self.mark_accessed()  # raises
+        raise AssertionError  # pragma: no cover
+
+    __setitem__ = __contains__ = __iter__ = __len__ = __getitem__
+
+
+class _Handler:
+    """One request's session: load, save, and the cookie decision."""
+
+    def __init__(self, middleware: SessionMiddleware, scope: Scope, presented: str | None):
+        self.middleware, self.scope, self.presented = middleware, scope, presented
+        manager = middleware.manager
+        self.session: Session = manager.open(presented) if is_valid_sid(presented) \
+            else manager.new(middleware.ttl)
+        self.snapshot = Snapshot()
+        self.loaded = self.interrupted = self.wrote = False
+        scope.setdefault("state", {})["dce_session"] = self.session
+        scope["session"] = _Unloaded()
+
+    def _replace(self, session: Session) -> None:
+        self.session = self.scope["state"]["dce_session"] = session
+
+    async def load(self) -> None:
+        if self.loaded:
+            return
+        self.loaded = True
+        session, values = self.session, {}
+        if not session.newborn:  # a well-formed sid: ask the store
+            try:
+                if session.manager.renew is not None and self.scope["type"] == "http":
+                    await session.try_renew()
+                values = await _values(session)
+            except SessionDestroyed:  # judged: the browser moved on to a newer sid
+                self.interrupted = True
+                logger.warning(_RACE, _short(self.presented))
+            if session.newborn:  # unknown to the store: a fresh session of our lifetime
+                self._replace(self.middleware.manager.new(self.middleware.ttl))
+        self.snapshot = Snapshot(values)
+        self.scope["session"] = SessionMapping(self.middleware.reserved, values)
+
+    async def save(self) -> bool:
+        """Write what the request changed; whether this request ended the session."""
+        if not self.loaded or self.interrupted:
+            return False
+        session, mapping = self.session, self.scope["session"]
+        ended = False
+        if mapping.ended:
+            if not session.newborn or session.stored:
+                ended = await session.destroy()
+                if not ended and not session.newborn:  # gone already: ended elsewhere
+                    self._race()
+                    return False
+            if mapping:  # values set after clear(): a new session
+                self._replace(self.middleware.manager.new(self.middleware.ttl))
+                self.snapshot = Snapshot()
+                await self._write(mapping)
+            return ended
+        if session.destroyed:  # the view destroyed it through request.state.dce_session
+            return True
+        await self._write(mapping)
+        return False
+
+    async def _write(self, mapping: Mapping[str, Any]) -> None:
+        changes = self.snapshot.changes(mapping)
+        if not changes:
+            return
+        try:
+            await self.session.update(changes.set, delete=changes.delete)
+        except SessionDestroyed:
+            self._race()
+            return
+        self.snapshot.apply(changes)
+        self.wrote = True
+
+    def _race(self) -> None:
+        self.interrupted = True
+        logger.warning(_RACE, _short(self.presented))
+
+    async def finish(self) -> Cookie:
+        """Save, then decide the cookie (http: when the response starts)."""
+        ended = await self.save()
+        session, middleware = self.session, self.middleware
+        refresh = False
+        if session.stored and session.id == self.presented and middleware.max_age:
+            refresh = self.wrote
+            if not refresh and half_age_passed(session.created_at, middleware.max_age,
+                                               session.manager.clock()):
+                # the cookie is re-sent only for a session still stored now
+                refresh = await session.touch()
+                self.interrupted = self.interrupted or not refresh
+        return cookie(presented=self.presented, sid=session.id, stored=session.stored,
+                      ended=ended, refresh=refresh, interrupted=self.interrupted)
+
+
+async def _values(session: Session) -> dict[str, Any]:
+    """The user's values (one round trip); fields that are not JSON are left out."""
+    try:
+        return await session.data()
+    except SerializationError:  # another program's field: neither shown nor written
+        return user_values(await session.raw(), reserved_fields(session.manager))
+
+
+def _short(sid: str | None) -> str:
+    return "(none)" if sid is None else f"{sid[:6]}…"
+
+
+def _handler(connection: HTTPConnection) -> _Handler:
+    handler = connection.scope.get(_HANDLER)
+    if not isinstance(handler, _Handler):
+        raise ConfigError("dce_session.integrations.starlette.SessionMiddleware is not installed")
+    return handler
+
+
+async def load_session(connection: HTTPConnection) -> None:
+    """Load the session (once; later calls do nothing): needed with ``autoload=False``."""
+    await _handler(connection).load()
+
+
+def is_loaded(connection: HTTPConnection) -> bool:
+    """Whether this request's session is loaded."""
+    return _handler(connection).loaded
+
+
+def get_session_id(connection: HTTPConnection) -> str | None:
+    """The sid the client holds or will be sent; None for a session not stored yet."""
+    session = _handler(connection).session
+    return session.id if session.stored or not session.newborn else None
+
+
+async def regenerate_session_id(connection: HTTPConnection) -> str:
+    """A new sid for the session, its pending changes included, the old sid destroyed:
+    one atomic step (the fixation defence at login). The new sid; the cookie follows."""
+    handler = _handler(connection)
+    await handler.load()
+    changes = handler.snapshot.changes(connection.scope["session"])
+    moved: dict[str, Any] = {**changes.set, **dict.fromkeys(changes.delete)}
+    sid = await handler.session.regenerate(moved, destroy_old=True)
+    handler.snapshot.apply(changes)
+    return sid
 
 
 class SessionMiddleware:
     """``request.session`` and ``request.state.dce_session`` from a session cookie.
 
-    See the module docstring for the costs and the cookie rules.
+    Starlette's arguments, defaults and cookie format; see the module docstring.
     """
 
     def __init__(
         self,
         app: ASGIApp,
         manager: SessionManager,
-        *,
-        cookie_name: str = "dcesid",
+        session_cookie: str = "session",
+        max_age: int | None = 14 * 24 * 60 * 60,  # 14 days, in seconds
         path: str = "/",
-        domain: str | None = None,
         same_site: Literal["lax", "strict", "none"] = "lax",
-        https_only: bool = True,
-        max_age: int | None = None,
+        https_only: bool = False,
+        domain: str | None = None,
+        partitioned: bool = False,
+        *,
+        cookie_name: str | None = None,
+        autoload: bool = True,
     ) -> None:
         if not isinstance(manager, SessionManager):
-            raise ConfigError(
-                f"SessionMiddleware needs a dce_session.asyncio.SessionManager, "
-                f"not {type(manager).__name__}")
+            raise ConfigError("SessionMiddleware needs a dce_session.asyncio.SessionManager, "
+                              f"not {type(manager).__name__}")
         if same_site not in _SAME_SITE:
             raise ConfigError(f"same_site must be 'lax', 'strict' or 'none', got {same_site!r}")
         if max_age is not None and (isinstance(max_age, bool) or not isinstance(max_age, int)
                                     or max_age < 0):
             raise ConfigError(f"max_age must be None or an int >= 0, got {max_age!r}")
-        self.app, self.manager, self.cookie_name = app, manager, cookie_name
-        flags = f"Path={path}"
+        self.app, self.manager = app, manager
+        self.session_cookie = cookie_name if cookie_name is not None else session_cookie
+        self.max_age, self.path, self.autoload = max_age, path, autoload
+        #: the sid ttl of new sessions: max_age in minutes, else the manager's
+        self.ttl = ttl_minutes(max_age, setting="max_age") or manager.ttl_minutes
+        self.reserved = reserved_fields(manager)
+        flags = "httponly; samesite=" + same_site
+        self.https_only = https_only
+        tail = ""
         if domain is not None:
-            flags += f"; Domain={domain}"
-        flags += "; HttpOnly"
-        if https_only:
-            flags += "; Secure"
-        self._flags = f"{flags}; SameSite={_SAME_SITE[same_site]}"
-        self._lifetime = "" if max_age is None else f"; Max-Age={max_age}"
+            tail += f"; domain={domain}"
+        if partitioned:
+            tail += "; partitioned"
+        self._flags, self._tail = flags, tail
+
+    def _security(self, scope: Scope) -> str:
+        secure = self.https_only or scope.get("scheme") in ("https", "wss")
+        return self._flags + ("; secure" if secure else "") + self._tail
+
+    def set_cookie(self, scope: Scope, action: Cookie, sid: str) -> str | None:
+        """The ``Set-Cookie`` value for ``action``, in Starlette's format."""
+        if action is Cookie.LEAVE:
+            return None
+        if action is Cookie.EXPIRE:
+            return (f"{self.session_cookie}=null; path={self.path}; "
+                    f"expires=Thu, 01 Jan 1970 00:00:00 GMT; {self._security(scope)}")
+        max_age = f"Max-Age={self.max_age}; " if self.max_age else ""
+        return f"{self.session_cookie}={sid}; path={self.path}; {max_age}{self._security(scope)}"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        presented = HTTPConnection(scope).cookies.get(self.cookie_name) or None
-        session = self.manager.open(presented)
-        loaded: dict[str, str] = {}
-        mapping = SessionMapping(self.manager.bookkeeping)
-        if not session.newborn:  # a well-formed sid: look it up (a malformed one is newborn)
-            for field, raw in (await _load(session)).items():
-                if field in self.manager.bookkeeping:
-                    continue
-                try:
-                    dict.__setitem__(mapping, field, decode_value(raw))
-                except SerializationError:
-                    continue  # not ours to read: neither shown nor written
-                loaded[field] = raw
-        scope["session"] = mapping
-        scope.setdefault("state", {})["dce_session"] = session
+        presented = HTTPConnection(scope).cookies.get(self.session_cookie) or None
+        handler = _Handler(self, scope, presented)
+        scope[_HANDLER] = handler
+        if self.autoload:
+            await handler.load()
 
         if scope["type"] == "websocket":
             await self.app(scope, receive, send)
-            await self._save(scope, mapping, loaded, websocket=True)
+            if handler.session.stored:
+                await handler.save()
             return
 
         async def send_with_cookie(message: Message) -> None:
             if message["type"] == "http.response.start":
-                session = await self._save(scope, mapping, loaded, websocket=False)
-                cookie = self._cookie(session, presented)
+                action = await handler.finish()
+                header = self.set_cookie(scope, action, handler.session.id)
                 message.setdefault("headers", [])
                 headers = MutableHeaders(scope=message)
-                if cookie is not None:
-                    headers.append("set-cookie", cookie)
-                if cookie is not None or mapping.accessed:
+                if header is not None:
+                    headers.append("set-cookie", header)
+                if header is not None or (handler.loaded and scope["session"].accessed):
                     headers.add_vary_header("Cookie")
             await send(message)
 
         await self.app(scope, receive, send_with_cookie)
-
-    async def _save(self, scope: Scope, mapping: SessionMapping, loaded: dict[str, str],
-                    *, websocket: bool) -> Session:
-        """Write what the request changed; the session the client must now use."""
-        session: Session = scope["state"]["dce_session"]
-        if mapping.ended:
-            if session.stored:
-                await session.destroy()
-            if mapping and not websocket:  # values set after clear(): a new session
-                session = self.manager.new()
-                scope["state"]["dce_session"] = session
-                changed, _ = self._changes(mapping, {})
-                await session.update(changed)
-        elif not session.destroyed and (session.stored or not websocket):
-            changed, deletions = self._changes(mapping, loaded)
-            if changed or deletions:
-                # Destroyed meanwhile (logout elsewhere): nothing written, cookie expired.
-                with contextlib.suppress(SessionDestroyed):
-                    await session.update(changed, delete=deletions)
-        return session
-
-    def _changes(self, mapping: Mapping[str, Any],
-                 loaded: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
-        """``(fields to set, fields to delete)``: what differs from ``loaded``."""
-        changed: dict[str, Any] = {}
-        for field, value in mapping.items():
-            encoded = encode_value(value)
-            before = loaded.get(check_field(field))
-            if before is None or (encoded != before
-                                  and encoded != encode_value(decode_value(before))):
-                changed[field] = value
-        return changed, [field for field in loaded if field not in mapping]
-
-    def _cookie(self, session: Session, presented: str | None) -> str | None:
-        """The ``Set-Cookie`` value the response needs, if any."""
-        if session.stored:
-            if session.id == presented:
-                return None
-            return f"{self.cookie_name}={session.id}; {self._flags}{self._lifetime}"
-        if presented is None:
-            return None
-        return f"{self.cookie_name}=; {self._flags}; {_EXPIRED}"
