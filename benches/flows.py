@@ -347,7 +347,8 @@ def open_user_get(door: Door) -> tuple[Side, Side]:
     def check(sid: str, result: Any) -> None:
         assert result == (USER, CART)
         assert full_ttl(stats, key(sid))
-        assert sid in members(stats) and stats.ttl(index()) >= TTL
+        assert sid in members(stats)
+        assert stats.ttl(index()) >= TTL
 
     return _pair(door, "s = manager.open(sid); s.user(); s.get('cart')", ours, aours,
                  "pipeline: HGETALL + EXPIRE",
@@ -386,7 +387,8 @@ def login(door: Door) -> tuple[Side, Side]:
                                       "$user": USER_JSON}
         assert full_ttl(stats, key(new))
         assert not stats.exists(key(old))
-        assert new in members(stats) and old not in members(stats)
+        assert new in members(stats)
+        assert old not in members(stats)
 
     prepare = lambda n: seed(stats, n, user=False)  # noqa: E731
     return (Side("ours", "ours", "manager.open(sid).login(user)",
@@ -511,12 +513,15 @@ def try_renew(door: Door) -> tuple[Side, Side]:
 
     def check(old: str, result: Any) -> None:
         new, cart = result
-        assert new != old and cart == CART
+        assert new != old
+        assert cart == CART
         assert stored(stats, new) == {"cart": CART_JSON, "locale": LOCALE_JSON,
                                       "$user": USER_JSON}
         assert stored(stats, old) == {"$newid": new}
-        assert full_ttl(stats, key(new)) and full_ttl(stats, key(old))
-        assert new in members(stats) and old not in members(stats)
+        assert full_ttl(stats, key(new))
+        assert full_ttl(stats, key(old))
+        assert new in members(stats)
+        assert old not in members(stats)
 
     prepare = lambda n: seed(stats, n, due=True)  # noqa: E731
     return (Side("ours", "ours", "s = manager.open(sid); s.try_renew(); s.get('cart')",
@@ -539,7 +544,8 @@ def sessions_of(count: int) -> Callable[[Door], tuple[Side, Side]]:
             return await manager.sessions_of(uid)
 
         def check(uid: int, found: Any) -> None:
-            assert set(found) == sids and len(found) == count
+            assert set(found) == sids
+            assert len(found) == count
 
         return _pair(door, "manager.sessions_of(uid)", manager.sessions_of, aours,
                      "Lua: SMEMBERS + EXISTS per sid",

@@ -14,10 +14,12 @@ pairing buys.
 Around each timed block the harness reads ``INFO commandstats`` (Redis'
 own count of the commands it ran and the microseconds spent in them) and a
 counter of the client's socket writes (round trips: see ``conftest.py``).
-Redis counts a script's or a MULTI's inner commands both on their own line
-and inside the EVALSHA / EXEC time, so the microseconds are those of the
-commands the client sent (top level), and the commands are every command
-Redis ran (EVALSHA or MULTI/EXEC included).
+The process' CPU time over the block (``time.process_time``) is the
+client's own cost: our Python, redis-py and hiredis, not Redis' (another
+process) nor the wait for it. Redis counts a script's or a MULTI's inner
+commands both on their own line and inside the EVALSHA / EXEC time, so the
+microseconds are those of the commands the client sent (top level), and the
+commands are every command Redis ran (EVALSHA or MULTI/EXEC included).
 
 With ``--benchmark-disable`` (the normal ``pytest`` run) every comparison
 runs one short round: a smoke test of the checks, no timing kept.
@@ -62,6 +64,7 @@ class Work:
     calls: Tally[str] = field(default_factory=Tally)  # command -> calls
     usec: int = 0  # microseconds of the top-level commands
     sent: Tally[str] = field(default_factory=Tally)  # top-level commands the client sent
+    cpu: float = 0.0  # seconds of this process' CPU (our Python + redis-py + hiredis)
 
     def add(self, before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]],
             sent: Tally[str], trips: int, ops: int) -> None:
@@ -87,6 +90,7 @@ class Work:
             "by_command": {name.upper(): calls / ops
                            for name, calls in self.calls.most_common()},
             "redis_usec": self.usec / ops,
+            "client_cpu_usec": self.cpu * 1e6 / ops,
         }
 
 
@@ -163,7 +167,9 @@ class Rig:
                 items = entry.side.prepare(n)
                 before = commandstats(self.stats)
                 self.counter.reset()
+                cpu = time.process_time()
                 elapsed, results = self._time(entry.side, items)
+                entry.work.cpu += time.process_time() - cpu
                 trips, sent = self.counter.count, Tally(self.counter.sent)
                 after = commandstats(self.stats)
                 entry.seconds.append(elapsed / n)
