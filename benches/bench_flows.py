@@ -29,7 +29,7 @@ def shas(stats: redis.Redis) -> dict[str, str]:
 def test_flow_sync(benchmark: Any, client: redis.Redis, stats: redis.Redis, counter: Any,
                    shas: dict[str, str], flow: flows.Flow) -> None:
     door = flows.Door("sync", client, stats, shas)
-    sides = flow.build(door)
+    sides = flow.sides(door)
     record(benchmark, "flows", f"{flow.name}, sync", Rig(stats, counter), sides,
            rounds=ROUNDS, n=flow.n, target=FLOW_TARGET, flow=flow.name, door="sync",
            ours_does=flow.ours_does, floor_does=flow.floor_does, ours_adds=flow.ours_adds)
@@ -39,7 +39,7 @@ def test_flow_sync(benchmark: Any, client: redis.Redis, stats: redis.Redis, coun
 def test_flow_async(benchmark: Any, client: redis.Redis, stats: redis.Redis, rig: Any,
                     counter: Any, shas: dict[str, str], flow: flows.Flow) -> None:
     door = flows.Door("asyncio", rig.client, stats, shas)
-    sides = flow.build(door)
+    sides = flow.sides(door)
     record(benchmark, "flows", f"{flow.name}, asyncio", Rig(stats, counter, rig.loop), sides,
            rounds=ROUNDS, n=flow.n, target=FLOW_TARGET, flow=flow.name, door="asyncio",
            ours_does=flow.ours_does, floor_does=flow.floor_does, ours_adds=flow.ours_adds)

@@ -30,6 +30,7 @@ import redis
 from dce_session.core import generate_sid, parse_sid
 
 from benches.paired import Side
+from benches.pure_python import NaiveSessionManager
 
 TTL = 3600  # seconds: the default ttl of 60 minutes
 MAPPING_TTL = 604800  # the user index' TTL floor (mapping_ttl_seconds)
@@ -241,6 +242,19 @@ class Flow:
     ours_adds: str
     build: Callable[[Door], tuple[Side, Side]]
     n: int = 200  # operations per side per round (full run)
+    naive: Callable[[Any], Any] | None = None  # (naive manager, input) -> result
+
+    def sides(self, door: Door) -> list[Side]:
+        """Ours, the floor and, on the blocking door, the naive reference."""
+        ours, floor = self.build(door)
+        sides = [ours, floor]
+        if self.naive is not None and not door.is_async:
+            manager, naive = NaiveSessionManager(door.client), self.naive
+            sides.append(Side("naive", "reference",
+                              "benches/pure_python.py: one command per step",
+                              lambda item: naive(manager, item), prepare=ours.prepare,
+                              check=ours.check))
+        return sides
 
 
 def _floor_side(door: Door, label: str, plan_of: Callable[[Any], Plan],
@@ -603,14 +617,21 @@ def logout_everywhere(count: int) -> Callable[[Door], tuple[Side, Side]]:
     return build
 
 
+def _naive_new_set(manager: Any) -> str:
+    session = manager.new()
+    session.set("cart", CART)
+    return session.id  # type: ignore[no-any-return]
+
+
 FLOWS: list[Flow] = [
     Flow("new+set", "a newborn's first write: one EVALSHA of write.lua",
          "HSET + EXPIRE (pipeline)",
          "the reserved-field check, value contract (Rust encoder); the script refuses to "
-         "recreate a key it did not create", new_set),
+         "recreate a key it did not create", new_set, naive=lambda m, _: _naive_new_set(m)),
     Flow("open+get", "open.lua: load + touch", "HGETALL + EXPIRE (pipeline)",
          "lifecycle probe (a rotated sid forwards, a judged one is refused): the $newid "
-         "field, read from the same load", open_get),
+         "field, read from the same load", open_get,
+         naive=lambda m, sid: m.open(sid).get("cart")),
     Flow("open+user+get", "open.lua once; user() and get() read the one snapshot",
          "HGETALL + EXPIRE (pipeline)",
          "the touch also keeps the user index alive (TTL check, EXPIRE only when it would "
@@ -619,7 +640,7 @@ FLOWS: list[Flow] = [
          "MULTI: RENAME + HSET user + EXPIRE + SADD + EXPIRE index",
          "reads the old session first (state, old user to unlist), EXISTS of the new key "
          "(exact replays), replies with the new fields so later reads cost nothing",
-         login),
+         login, naive=lambda m, sid: m.open(sid).login(USER)),
     Flow("logout", "logout.lua", "Lua: HGET user + HDEL + SREM index",
          "lifecycle probe, replay record (SET) so a retried logout answers as the first, "
          "PUBLISH of the logout event", logout),
@@ -640,9 +661,11 @@ FLOWS: list[Flow] = [
          "as sessions_of 1; the uid of each stored user parsed in Lua", sessions_of(100),
          n=100),
     Flow("sessions_of 1,000", "sessions_of.lua", "Lua: SMEMBERS + EXISTS per sid",
-         "as sessions_of 1", sessions_of(1000), n=20),
+         "as sessions_of 1", sessions_of(1000), n=20,
+         naive=lambda m, uid: m.sessions_of(uid)),
     Flow("sync 100", "sync.lua", "Lua: SMEMBERS + EXISTS and HSET per sid",
-         "HMGET + uid check per sid, PUBLISH of the sync event", sync(100), n=50),
+         "HMGET + uid check per sid, PUBLISH of the sync event", sync(100), n=50,
+         naive=lambda m, uid: m.sync({**USER, "id": uid, "name": "Zoë B."})),
     Flow("logout_everywhere 100", "logout_everywhere.lua",
          "Lua: SMEMBERS + one DEL of all + DEL index",
          "HMGET + uid check per sid (only live sessions of this uid count), replay record, "
