@@ -39,7 +39,7 @@ def test_one_user(benchmark: Any, client: redis.Redis, stats: redis.Redis, count
     sides = BUILDERS[operation](size)(door)
     record(benchmark, "scaling", f"{operation} {size:,}", Rig(stats, counter), sides,
            rounds=ROUNDS, n=OPS[size], target=SCALING_TARGET, operation=operation,
-           sessions=size, door="sync")
+           sessions=size, door="sync", smoke=(1, 1))
 
 
 @pytest.mark.parametrize("tasks", TASKS)

@@ -624,50 +624,60 @@ def _naive_new_set(manager: Any) -> str:
 
 
 FLOWS: list[Flow] = [
-    Flow("new+set", "a newborn's first write: one EVALSHA of write.lua",
+    Flow("new+set", "write.lua, create mode (a newborn's key: no state probe)",
          "HSET + EXPIRE (pipeline)",
-         "the reserved-field check, value contract (Rust encoder); the script refuses to "
-         "recreate a key it did not create", new_set, naive=lambda m, _: _naive_new_set(m)),
-    Flow("open+get", "open.lua: load + touch", "HGETALL + EXPIRE (pipeline)",
-         "lifecycle probe (a rotated sid forwards, a judged one is refused): the $newid "
-         "field, read from the same load", open_get,
-         naive=lambda m, sid: m.open(sid).get("cart")),
-    Flow("open+user+get", "open.lua once; user() and get() read the one snapshot",
+         "the same two commands inside a script: Lua's fixed cost per EVALSHA (~10 us on "
+         "this VM, see Notes) and ~20 arguments to pack; in Python the field-name, "
+         "reserved-field and value-contract checks (Rust encoder)", new_set,
+         naive=lambda m, _: _naive_new_set(m)),
+    Flow("open+get", "open.lua: HGETALL, then EXPIRE (touch) when live",
          "HGETALL + EXPIRE (pipeline)",
-         "the touch also keeps the user index alive (TTL check, EXPIRE only when it would "
-         "expire before the session)", open_user_get),
-    Flow("login", "renew.lua: copy under a fresh sid, destroy the old, index it",
+         "the lifecycle state read from the same HGETALL ($newid: a rotated sid forwards to "
+         "its successor and is never touched, so no key outlives its rotation); Lua's fixed "
+         "cost", open_get, naive=lambda m, sid: m.open(sid).get("cart")),
+    Flow("open+user+get", "user() loads without a touch (open.lua), then get() touches "
+         "(touch.lua)", "HGETALL + EXPIRE (pipeline)",
+         "**a second round trip** (issue 10 item 2): touch.lua's HMGET probe + EXPIRE + TTL "
+         "of the user index (the index upkeep: EXPIRE only when it would expire first)",
+         open_user_get),
+    Flow("login", "renew.lua: copy under a fresh sid, destroy the old, index the new",
          "MULTI: RENAME + HSET user + EXPIRE + SADD + EXPIRE index",
-         "reads the old session first (state, old user to unlist), EXISTS of the new key "
-         "(exact replays), replies with the new fields so later reads cost nothing",
-         login, naive=lambda m, sid: m.open(sid).login(USER)),
+         "EXISTS of the new key (an exact replay answers as the first run); the state probe "
+         "HMGET + EXISTS (anonymous session) and then HGETALL, where resolve(S, fields) on "
+         "the HGETALL would do; HGETALL + HSET + DEL where RENAME moves the hash; TTL of "
+         "the index", login, naive=lambda m, sid: m.open(sid).login(USER)),
     Flow("logout", "logout.lua", "Lua: HGET user + HDEL + SREM index",
-         "lifecycle probe, replay record (SET) so a retried logout answers as the first, "
-         "PUBLISH of the logout event", logout),
+         "replay record GET + SET (a retried logout answers as the first), EXISTS after "
+         "the HDEL, PUBLISH of the logout event, the uid parsed in Lua", logout),
     Flow("destroy", "destroy.lua", "Lua: HGET user + DEL + SREM index",
-         "lifecycle probe, replay record, PUBLISH of the destroy event", destroy),
-    Flow("regenerate", "renew.lua (old kept)",
+         "replay record GET + SET, PUBLISH of the destroy event", destroy),
+    Flow("regenerate", "renew.lua, old kept",
          "Lua: HGET user + COPY + EXPIRE + SADD + EXPIRE index",
-         "HGETALL + HSET instead of COPY (the copy is filtered: bookkeeping, changes), "
-         "EXISTS of the new key (replays), the new fields in the reply", regenerate),
+         "EXISTS of the new key (replays); the HMGET probe before an HGETALL that holds the "
+         "same fields; HGETALL + HSET where COPY copies (ours filters: changes, bookkeeping); "
+         "TTL of the index", regenerate),
     Flow("try_renew due", "rotate.lua: load and rotate in one step; get() reads the reply",
          "Lua: HGETALL + RENAME + EXPIRE + HSET pointer + EXPIRE + SREM/SADD/EXPIRE index",
-         "EXISTS of the new key (concurrent rotations converge), lifecycle probe, "
+         "EXISTS of the new key (concurrent rotations converge on one sid); the HMGET probe "
+         "before the HGETALL; HSET of the copy + DEL of the old where RENAME moves it; "
          "PUBLISH of the rotate event", try_renew),
     Flow("sessions_of 1", "sessions_of.lua", "Lua: SMEMBERS + EXISTS per sid",
-         "HMGET user + pointer per sid instead of EXISTS: a rotated or re-logged sid is "
-         "not live", sessions_of(1)),
+         "HMGET user + pointer per sid instead of EXISTS, and the uid parsed out of the "
+         "user JSON in Lua (a rotated sid, or one holding another uid, is not live)",
+         sessions_of(1)),
     Flow("sessions_of 100", "sessions_of.lua", "Lua: SMEMBERS + EXISTS per sid",
-         "as sessions_of 1; the uid of each stored user parsed in Lua", sessions_of(100),
-         n=100),
+         "as sessions_of 1: per sid ~2x the floor's Redis time (HMGET ~1.5x EXISTS, the "
+         "uid parse as much again)", sessions_of(100), n=100),
     Flow("sessions_of 1,000", "sessions_of.lua", "Lua: SMEMBERS + EXISTS per sid",
-         "as sessions_of 1", sessions_of(1000), n=20,
+         "as sessions_of 100", sessions_of(1000), n=20,
          naive=lambda m, uid: m.sessions_of(uid)),
     Flow("sync 100", "sync.lua", "Lua: SMEMBERS + EXISTS and HSET per sid",
-         "HMGET + uid check per sid, PUBLISH of the sync event", sync(100), n=50,
+         "HMGET + uid parse per sid (only live sessions of this uid are written), PUBLISH "
+         "of the sync event", sync(100), n=50,
          naive=lambda m, uid: m.sync({**USER, "id": uid, "name": "Zoë B."})),
     Flow("logout_everywhere 100", "logout_everywhere.lua",
          "Lua: SMEMBERS + one DEL of all + DEL index",
-         "HMGET + uid check per sid (only live sessions of this uid count), replay record, "
-         "PUBLISH", logout_everywhere(100), n=20),
+         "HMGET + uid parse per sid (only live sessions of this uid are counted), replay "
+         "record GET + SET, PUBLISH of an event listing every sid", logout_everywhere(100),
+         n=20),
 ]

@@ -153,9 +153,11 @@ class Rig:
             results[index] = await run(item)
         return time.perf_counter() - start, results
 
-    def measure(self, sides: Sequence[Side], rounds: int, n: int) -> list[Measured]:
+    def measure(self, sides: Sequence[Side], rounds: int, n: int,
+                warm: bool = True) -> list[Measured]:
         """``rounds`` interleaved rounds of ``n`` operations of every side."""
-        for side in sides:  # warm: connections (as many as its tasks), script caches
+        # warm: connections (as many as a side's tasks), script caches, code paths
+        for side in sides if warm else ():
             items = side.prepare(max(side.concurrency, 1))
             for item, result in zip(items, self._time(side, items)[1], strict=True):
                 side.check(item, result)
@@ -214,7 +216,7 @@ def record(benchmark: Any, section: str, group: str, rig: Rig, sides: Sequence[S
     out: dict[str, Any] = {}
 
     def whole() -> None:
-        out.update(summarise(rig.measure(sides, rounds, n)))
+        out.update(summarise(rig.measure(sides, rounds, n, warm=not benchmark.disabled)))
 
     benchmark.group = group
     benchmark.pedantic(whole, rounds=1, iterations=1)

@@ -31,26 +31,43 @@ RAW_COMMANDS = (
 # Written after measuring and profiling; kept here so that regenerating the
 # page keeps them. Update them when the numbers move.
 NOTES = """\
-- **Noise.** Five engineers share this machine's 2 cores (the load average is
-  printed under *Machine*). Single rounds swing by 2x; the verdicts use the
-  median of the per-round paired ratios, where both sides of a round ran
-  back to back under the same load, and min/max show the spread.
-- **Where ours loses to its floor, read the Redis columns first.** Every
-  flow is one round trip on both sides, so the gap is (a) the work Redis does
-  in our scripts (`Redis µs`: EVALSHA's whole time against the floor's
-  commands, and the script's extra commands, listed per flow below) and (b)
-  the Python around the round trip (packing ~20 EVALSHA arguments, parsing
-  the reply, the flow machinery). On loopback a round trip is ~60-90 us, so
-  20 us of extra Redis time alone costs ~0.8x.
-- **sessions_of / sync / logout_everywhere scale with the HMGET per sid**
-  (user + pointer fields, and the uid parsed out of the user JSON in Lua) where
-  the floor runs EXISTS (sessions_of, sync) or one DEL for all (logout
-  everywhere): per session ours spends about twice the floor's Redis time.
-- **Memory.** Our hash is a listpack (small fields) keyed by the 76-character
-  sid (`dcesid:` + sid = 83 bytes of key, against 51-64 for the peers); a
-  logged-in session also costs its entry in the user index (the set's
-  bytes per session, at 1,000 sessions of one user), which is what makes
-  `sessions_of` / `logout_everywhere` possible: the peers have no index.
+- **Noise.** Five engineers share this machine's 2 cores (the load average at
+  the start and end of the run is under *Machine*; above 2 the Redis server
+  and the client queue for a core). Single rounds swing by 2x and Redis'
+  own microseconds inflate with the load; the verdicts use the median of the
+  per-round paired ratios, where both sides of a round ran back to back
+  under the same load, and min/max show the spread.
+- **Why a flow lands below its floor: read the Redis and client CPU
+  columns.** Every flow but open+user+get is one round trip on both sides,
+  so the gap is (a) Redis' time in our script (*Redis µs*; the client waits
+  for it in `recv`) and (b) our Python around the round trip (*client CPU
+  µs* minus the floor's). cProfile of 2,000 `open(sid).logout()`: our flow
+  code is a few percent of the client's time; the difference with the floor
+  is the wait in `recv_into` for the script to finish.
+- **A script call has a fixed cost** (*Redis' time* table): the same HGETALL
+  + EXPIRE cost Redis several times more as an EVALSHA than as a pipeline,
+  `lib.lua` (prepended to every script, so its ~30 local functions are
+  created on every call) adds a few microseconds more, and open.lua's own
+  logic the rest. Ways down that keep the atomicity: only the helpers a
+  script uses (or a Redis 7 FUNCTION library, loaded once, with the EVALSHA
+  path kept for 6.2), fewer ARGV.
+- **Commands a script could drop** (*What each side sends*): login,
+  regenerate and try_renew probe the state with HMGET (+ EXISTS for an
+  anonymous session) before an HGETALL that holds the same fields
+  (`resolve(S, fields)` already takes them); rotate and login copy with
+  HGETALL + HSET + DEL where RENAME (then HSET of the user) moves the hash.
+- **sessions_of / sync / logout_everywhere** pay per sid an HMGET (user +
+  pointer) and the uid parsed out of the user JSON in Lua, against EXISTS for
+  the floor: the *per-sid check* rows split it (HMGET vs EXISTS, then the
+  parse, which costs as much as the HMGET). logout_everywhere also
+  publishes one event listing every sid.
+- **open+user+get is 2 round trips**: `user()` loads without a touch, then
+  `get()` sends touch.lua (issue 10 item 2).
+- **Memory.** Our hash is a listpack keyed by the 76-character sid (83 bytes of
+  key name, against 45-64 for the peers); a logged-in session also costs
+  its user-index entry (the set's bytes per session at 1,000 sessions of one
+  user), which is what makes `sessions_of` / `logout_everywhere` possible:
+  the peers keep no index.
 """
 
 
@@ -259,6 +276,30 @@ def scaling_section(data: dict[str, Any]) -> list[str]:
     return out
 
 
+def redis_cost_section(data: dict[str, Any]) -> list[str]:
+    entries = paired(data, "redis-cost")
+    if not entries:
+        return []
+    out = [
+        "## Redis' time: what a script costs",
+        "",
+        "`bench_redis_cost.py`: the same work sent in different ways, interleaved; *Redis µs* "
+        "from `INFO commandstats` (for a script, its whole EVALSHA), per call or per session. "
+        "It separates a script call's fixed cost and `lib.lua`'s (prepended to every script, "
+        "its helpers defined on every call) from the commands themselves.",
+        "",
+        "| what | way | Redis µs | client µs (wall) | commands |",
+        "|---|---|---:|---:|---|",
+    ]
+    for entry in entries:
+        per = entry.get("per", 1)
+        for side in entry["sides"]:
+            out.append(f"| {entry['group']} | {side['label']} | "
+                       f"{side['redis_usec'] / per:.2f} per {entry.get('unit', 'call')} | "
+                       f"{us(side['median'])} | {commands_cell(side)} |")
+    return [*out, ""]
+
+
 def memory_section(data: dict[str, Any]) -> list[str]:
     found = [b["extra_info"] for b in data["benchmarks"]
              if (b.get("extra_info") or {}).get("kind") == "memory"]
@@ -409,6 +450,7 @@ def render(data: dict[str, Any]) -> str:
         out.append("")
     out += flows_section(data)
     out += scaling_section(data)
+    out += redis_cost_section(data)
     out += memory_section(data)
     out += core_section(data)
     out += peers_section(data)
