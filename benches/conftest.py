@@ -250,3 +250,16 @@ def pool_rig(url: str, counter: Counter) -> Iterator[AsyncRig]:
         yield value
     finally:
         value.close()
+
+
+def pytest_report_header(config: Any) -> list[str]:
+    """What the run measures on, printed first (``make bench`` shows it)."""
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    hiredis = _version("hiredis")
+    return [
+        f"dce-session benches: {_cpu_model()}, {os.cpu_count()} cores, load average {load}",
+        f"  Python {platform.python_version()}, redis-py {importlib.metadata.version('redis')}, "
+        f"hiredis {hiredis or 'NOT installed'}"
+        f"{' (in use)' if redis.utils.HIREDIS_AVAILABLE else ' (not in use)'}, "
+        f"redis-server {_redis_server_binary_version()}, extension build {_extension_build()}",
+    ]
