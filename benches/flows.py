@@ -243,11 +243,12 @@ class Flow:
     build: Callable[[Door], tuple[Side, Side]]
     n: int = 200  # operations per side per round (full run)
     naive: Callable[[Any], Any] | None = None  # (naive manager, input) -> result
+    extra: Callable[[Door], list[Side]] | None = None  # more reference sides
 
     def sides(self, door: Door) -> list[Side]:
         """Ours, the floor and, on the blocking door, the naive reference."""
         ours, floor = self.build(door)
-        sides = [ours, floor]
+        sides = [ours, floor, *(self.extra(door) if self.extra else [])]
         if self.naive is not None and not door.is_async:
             manager, naive = NaiveSessionManager(door.client), self.naive
             sides.append(Side("naive", "reference",
@@ -346,28 +347,53 @@ def open_user_get(door: Door) -> tuple[Side, Side]:
     [sid] = seed(stats, 1)
     prepare = lambda n: [sid] * n  # noqa: E731
 
-    def ours(sid: str) -> Any:
+    def ours(sid: str) -> Any:  # the documented order: the touching read first
         session = manager.open(sid)
-        return session.user(), session.get("cart")
+        cart = session.get("cart")
+        return session.user(), cart
 
     async def aours(sid: str) -> Any:
         session = manager.open(sid)
-        return await session.user(), await session.get("cart")
+        cart = await session.get("cart")
+        return await session.user(), cart
 
     def answer(sid: str, replies: list[Any]) -> Any:
         fields = replies[0]
         return json.loads(fields[b"$user"]), json.loads(fields[b"cart"])
 
+    return _pair(door, "s = manager.open(sid); s.get('cart'); s.user()", ours, aours,
+                 "pipeline: HGETALL + EXPIRE",
+                 lambda sid: Plan((("HGETALL", key(sid)), ("EXPIRE", key(sid), TTL))),
+                 answer, _check_user_get(stats), prepare)
+
+
+def _check_user_get(stats: redis.Redis) -> Callable[[str, Any], None]:
     def check(sid: str, result: Any) -> None:
         assert result == (USER, CART)
         assert full_ttl(stats, key(sid))
         assert sid in members(stats)
         assert stats.ttl(index()) >= TTL
 
-    return _pair(door, "s = manager.open(sid); s.user(); s.get('cart')", ours, aours,
-                 "pipeline: HGETALL + EXPIRE",
-                 lambda sid: Plan((("HGETALL", key(sid)), ("EXPIRE", key(sid), TTL))),
-                 answer, check, prepare)
+    return check
+
+
+def user_first(door: Door) -> list[Side]:
+    """open+user+get with ``user()`` first: it loads without the touch, so the
+    ``get()`` after it sends the touch (README: a second round trip)."""
+    manager, stats = door.manager(), door.stats
+    [sid] = seed(stats, 1)
+
+    def run(sid: str) -> Any:
+        session = manager.open(sid)
+        return session.user(), session.get("cart")
+
+    async def arun(sid: str) -> Any:
+        session = manager.open(sid)
+        return await session.user(), await session.get("cart")
+
+    return [Side("user-first", "reference", "s = manager.open(sid); s.user(); s.get('cart')",
+                 arun if door.is_async else run, prepare=lambda n: [sid] * n,
+                 check=_check_user_get(stats))]
 
 
 # login ----------------------------------------------------------------------------------
@@ -635,11 +661,11 @@ FLOWS: list[Flow] = [
          "the lifecycle state read from the same HGETALL ($newid: a rotated sid forwards to "
          "its successor and is never touched, so no key outlives its rotation); Lua's fixed "
          "cost", open_get, naive=lambda m, sid: m.open(sid).get("cart")),
-    Flow("open+user+get", "user() loads without a touch (open.lua), then get() touches "
-         "(touch.lua)", "HGETALL + EXPIRE (pipeline)",
-         "**a second round trip** (issue 10 item 2): touch.lua's HMGET probe + EXPIRE + TTL "
-         "of the user index (the index upkeep: EXPIRE only when it would expire first)",
-         open_user_get),
+    Flow("open+user+get", "get() loads with the touch (open.lua); user() reads the same "
+         "snapshot", "HGETALL + EXPIRE (pipeline)",
+         "the index upkeep of a logged-in touch: TTL of the user index, EXPIRE only when it "
+         "would expire before the session; starting with user() instead costs a second "
+         "round trip (the reference row)", open_user_get, extra=user_first),
     Flow("login", "renew.lua: copy under a fresh sid, destroy the old, index the new",
          "MULTI: RENAME + HSET user + EXPIRE + SADD + EXPIRE index",
          "EXISTS of the new key (an exact replay answers as the first run); the state probe "
