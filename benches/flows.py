@@ -695,11 +695,11 @@ FLOWS: list[Flow] = [
          "as sessions_of 1: per sid ~2x the floor's Redis time (HMGET ~1.5x EXISTS, the "
          "uid parse as much again)", sessions_of(100), n=100),
     Flow("sessions_of 1,000", "sessions_of.lua", "Lua: SMEMBERS + EXISTS per sid",
-         "as sessions_of 100", sessions_of(1000), n=20,
+         "as sessions_of 100", sessions_of(1000), n=10,
          naive=lambda m, uid: m.sessions_of(uid)),
     Flow("sync 100", "sync.lua", "Lua: SMEMBERS + EXISTS and HSET per sid",
          "HMGET + uid parse per sid (only live sessions of this uid are written), PUBLISH "
-         "of the sync event", sync(100), n=50,
+         "of the sync event", sync(100), n=30,
          naive=lambda m, uid: m.sync({**USER, "id": uid, "name": "Zoë B."})),
     Flow("logout_everywhere 100", "logout_everywhere.lua",
          "Lua: SMEMBERS + one DEL of all + DEL index",
