@@ -1,9 +1,11 @@
 """The Rust core vs pure Python: sid generation, parsing, validation, encoding.
 
-Every benchmark first asserts that the two sides agree, so a fast wrong
-answer cannot win. ``extra_info`` tells ``report.py`` how to read a row:
-``role`` "ours" (the row the others are compared with), "baseline" (a row
-ours must beat by ``target``x) or "reference" (shown, no target).
+Every benchmark first asserts that the sides agree, so a fast wrong answer
+cannot win. All sides of a group run in interleaved rounds (``paired.py``):
+each round times ``CALLS`` calls of every side in turn, and ours' speed-up
+over a side is the median of the per-round ratios. Roles: "ours", "floor"
+(a pure-Python baseline ours must beat by the group's target) and
+"reference" (shown, no target).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dce_session import core
 from dce_session.errors import InvalidSid, SerializationError
 
 from benches import pure_sid
+from benches.paired import Rig, Side, record
 
 SID_TARGET = 3.0
 # encode_value was chosen by measurement: it must at least match json.dumps
@@ -54,10 +57,38 @@ MEDIUM = {
 }
 
 
-def describe(benchmark: Any, group: str, label: str, role: str,
-             target: float | None = None) -> None:
-    benchmark.group = group
-    benchmark.extra_info.update(label=label, role=role, target=target)
+CALLS = 1000  # calls per timed operation (the loop's cost is shared by every side)
+ROUNDS = 15
+OPS = 20  # timed operations per side per round
+
+
+class _NoRedis:
+    """The Rig's counter and stats for sides that never talk to Redis."""
+
+    count = 0
+    sent: dict[str, int] = {}  # noqa: RUF012
+
+    def reset(self) -> None:
+        pass
+
+    def info(self, section: str) -> dict[str, Any]:
+        return {}
+
+
+def _side(label: str, role: str, function: Callable[..., Any], *args: Any) -> Side:
+    def run(_: Any) -> Any:
+        result = None
+        for _ in range(CALLS):
+            result = function(*args)
+        return result
+
+    return Side(label, {"baseline": "floor"}.get(role, role), label, run)
+
+
+def compare(benchmark: Any, group: str, sides: list[Side], target: float | None) -> None:
+    none = _NoRedis()
+    record(benchmark, "core", group, Rig(none, none), sides, rounds=ROUNDS,  # type: ignore[arg-type]
+           n=OPS, target=target, calls_per_op=CALLS, smoke=(1, 1))
 
 
 # -- generation ----------------------------------------------------------------
@@ -70,16 +101,18 @@ GENERATORS: dict[str, tuple[Callable[[int], str], str, float | None]] = {
 }
 
 
-@pytest.mark.parametrize("label", list(GENERATORS))
-def test_sid_generate(benchmark: Any, label: str) -> None:
-    generate, role, target = GENERATORS[label]
-    describe(benchmark, "sid-generate", label, role, target)
-    sids = {generate(60) for _ in range(1000)}
-    assert len(sids) == 1000
-    for sid in sids:
-        assert core.parse_sid(sid)[0] == 60 == pure_sid.parse_sid(sid)[0]
-        assert sid == sid.upper()
-    assert len(benchmark(generate, 60)) == 76
+def test_sid_generate(benchmark: Any) -> None:
+    for generate, _role, _target in GENERATORS.values():
+        sids = {generate(60) for _ in range(1000)}
+        assert len(sids) == 1000
+        for sid in sids:
+            assert core.parse_sid(sid)[0] == 60 == pure_sid.parse_sid(sid)[0]
+            assert sid == sid.upper()
+            assert len(sid) == 76
+    compare(benchmark, "sid-generate",
+            [_side(label, role, generate, 60)
+             for label, (generate, role, _t) in GENERATORS.items()],
+            SID_TARGET)
 
 
 # -- parsing and validation --------------------------------------------------
@@ -98,13 +131,14 @@ PARSERS: dict[str, tuple[Callable[[object], tuple[int, int]], str, float | None]
 }
 
 
-@pytest.mark.parametrize("label", list(PARSERS))
-def test_sid_parse(benchmark: Any, label: str) -> None:
-    parse, role, target = PARSERS[label]
-    describe(benchmark, "sid-parse", label, role, target)
-    for sid in SAMPLES:
-        assert _outcome(parse, sid) == _outcome(core.parse_sid, sid), repr(sid)[:40]
-    assert benchmark(parse, VALID) == (60, 0x65600000)
+def test_sid_parse(benchmark: Any) -> None:
+    for parse, _role, _target in PARSERS.values():
+        for sid in SAMPLES:
+            assert _outcome(parse, sid) == _outcome(core.parse_sid, sid), repr(sid)[:40]
+        assert parse(VALID) == (60, 0x65600000)
+    compare(benchmark, "sid-parse",
+            [_side(label, role, parse, VALID) for label, (parse, role, _t) in PARSERS.items()],
+            SID_TARGET)
 
 
 VALIDATORS: dict[str, tuple[Callable[[object], bool], str, float | None]] = {
@@ -113,14 +147,13 @@ VALIDATORS: dict[str, tuple[Callable[[object], bool], str, float | None]] = {
 }
 
 
-@pytest.mark.parametrize("label", list(VALIDATORS))
-def test_sid_validate(benchmark: Any, label: str) -> None:
-    valid, role, target = VALIDATORS[label]
-    describe(benchmark, "sid-validate", label, role, target)
+def test_sid_validate(benchmark: Any) -> None:
     expected = [True, True, True] + [False] * (len(SAMPLES) - 3)
-    assert [valid(sid) for sid in SAMPLES] == expected
-    assert [core.is_valid_sid(sid) for sid in SAMPLES] == expected
-    assert benchmark(valid, VALID) is True
+    for valid, _role, _target in VALIDATORS.values():
+        assert [valid(sid) for sid in SAMPLES] == expected
+    compare(benchmark, "sid-validate",
+            [_side(label, role, valid, VALID) for label, (valid, role, _t) in VALIDATORS.items()],
+            SID_TARGET)
 
 
 # -- value encoding --------------------------------------------------------------
@@ -136,15 +169,16 @@ BAD_VALUES: list[object] = [float("nan"), float("inf"), 2**64, -(2**63) - 1, {1:
 
 
 @pytest.mark.parametrize("size", ["small", "medium"])
-@pytest.mark.parametrize("label", list(ENCODERS))
-def test_encode_value(benchmark: Any, label: str, size: str) -> None:
-    encode, role, target = ENCODERS[label]
-    describe(benchmark, f"encode-{size}", label, role, target)
+def test_encode_value(benchmark: Any, size: str) -> None:
     value = SMALL if size == "small" else MEDIUM
     expected = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-    if role != "reference":
-        for bad in BAD_VALUES:
-            with pytest.raises((SerializationError, pure_sid.SerializationError)):
-                encode(bad)
-    assert benchmark(encode, value) == expected
     assert json.loads(expected) == value
+    for encode, role, _target in ENCODERS.values():
+        if role != "reference":
+            for bad in BAD_VALUES:
+                with pytest.raises((SerializationError, pure_sid.SerializationError)):
+                    encode(bad)
+        assert encode(value) == expected
+    compare(benchmark, f"encode-{size}",
+            [_side(label, role, encode, value) for label, (encode, role, _t) in ENCODERS.items()],
+            ENCODE_TARGET)

@@ -8,6 +8,7 @@ benchmark can assert that ours and the floor cost the same round trips.
 from __future__ import annotations
 
 import asyncio
+import collections
 import importlib.metadata
 import os
 import platform
@@ -80,6 +81,17 @@ def _redis_server_binary_version() -> str:
     return "?"
 
 
+def _version(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def pytest_sessionstart(session: Any) -> None:
+    _SEEN["load_at_start"] = list(os.getloadavg())  # type: ignore[assignment]
+
+
 def pytest_benchmark_update_machine_info(config: Any, machine_info: dict[str, Any]) -> None:
     """What ``report.py`` prints about the machine, recorded with the results."""
     machine_info["dce_session"] = {
@@ -88,7 +100,11 @@ def pytest_benchmark_update_machine_info(config: Any, machine_info: dict[str, An
         "load_average": list(os.getloadavg()),
         "redis_server": _SEEN.get("redis_version") or _redis_server_binary_version(),
         "redis_url_from_env": bool(os.environ.get("REDIS_URL")),
+        "load_average_at_start": _SEEN.get("load_at_start"),
         "redis_py": importlib.metadata.version("redis"),
+        "hiredis": _version("hiredis"),
+        "hiredis_in_use": bool(redis.utils.HIREDIS_AVAILABLE),
+        "build_profile": os.environ.get("BUILD_PROFILE") or "?",
         "pytest_benchmark": importlib.metadata.version("pytest-benchmark"),
         "extension_build": _extension_build(),
         "extension_file": str(_core.__file__),
@@ -96,21 +112,39 @@ def pytest_benchmark_update_machine_info(config: Any, machine_info: dict[str, An
 
 
 class Counter:
-    """How many commands (round trips) were sent since the last ``reset()``."""
+    """Round trips (socket writes) since the last ``reset()``, and the
+    top-level commands they carried (``sent``: name -> count)."""
 
     def __init__(self) -> None:
         self.count = 0
+        self.sent: collections.Counter[str] = collections.Counter()
 
     def reset(self) -> None:
         self.count = 0
+        self.sent.clear()
+
+
+def _name(args: Any) -> str:
+    first = args[0]
+    return (first.decode() if isinstance(first, bytes) else str(first)).split()[0].upper()
 
 
 class CountingConnection(redis.Connection):
-    """A connection that counts every ``send_packed_command``."""
+    """A connection that counts every ``send_packed_command`` (one per round
+    trip: a pipeline is one) and tallies the commands sent."""
 
     def __init__(self, *args: Any, counter: Counter, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.counter = counter
+
+    def send_command(self, *args: Any, **kwargs: Any) -> None:
+        self.counter.sent[_name(args)] += 1
+        super().send_command(*args, **kwargs)
+
+    def pack_commands(self, commands: Any) -> Any:
+        commands = list(commands)
+        self.counter.sent.update(_name(command) for command in commands)
+        return super().pack_commands(commands)
 
     def send_packed_command(self, command: Any, check_health: bool = True) -> None:
         self.counter.count += 1
@@ -123,6 +157,15 @@ class CountingAsyncConnection(redis.asyncio.Connection):
     def __init__(self, *args: Any, counter: Counter, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.counter = counter
+
+    async def send_command(self, *args: Any, **kwargs: Any) -> None:
+        self.counter.sent[_name(args)] += 1
+        await super().send_command(*args, **kwargs)
+
+    def pack_commands(self, commands: Any) -> Any:
+        commands = list(commands)
+        self.counter.sent.update(_name(command) for command in commands)
+        return super().pack_commands(commands)
 
     async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
         self.counter.count += 1
@@ -144,6 +187,13 @@ def counter() -> Counter:
 
 
 @pytest.fixture
+def stats(url: str) -> Iterator[redis.Redis]:
+    """A plain client for setup, checks and ``INFO commandstats`` (never counted)."""
+    with redis.Redis.from_url(url) as value:
+        yield value
+
+
+@pytest.fixture
 def client(url: str, counter: Counter) -> Iterator[redis.Redis]:
     """A blocking client on one counting connection; the db is flushed first."""
     pool = redis.ConnectionPool.from_url(
@@ -162,10 +212,11 @@ class AsyncRig:
     the client, then the loop (``filterwarnings = error`` catches leaks).
     """
 
-    def __init__(self, url: str, counter: Counter) -> None:
+    def __init__(self, url: str, counter: Counter, max_connections: int = 1) -> None:
         self.loop = asyncio.new_event_loop()
         self.pool = redis.asyncio.ConnectionPool.from_url(
-            url, connection_class=CountingAsyncConnection, counter=counter, max_connections=1
+            url, connection_class=CountingAsyncConnection, counter=counter,
+            max_connections=max_connections,
         )
         self.client = redis.asyncio.Redis(connection_pool=self.pool)
         self.run(self.client.flushdb())
@@ -183,8 +234,32 @@ class AsyncRig:
 
 @pytest.fixture
 def rig(url: str, counter: Counter) -> Iterator[AsyncRig]:
+    """One asyncio client on one counting connection (``pool_rig``: 100 connections)."""
     value = AsyncRig(url, counter)
     try:
         yield value
     finally:
         value.close()
+
+
+@pytest.fixture
+def pool_rig(url: str, counter: Counter) -> Iterator[AsyncRig]:
+    """An asyncio client over one pool of up to 100 counting connections."""
+    value = AsyncRig(url, counter, max_connections=100)
+    try:
+        yield value
+    finally:
+        value.close()
+
+
+def pytest_report_header(config: Any) -> list[str]:
+    """What the run measures on, printed first (``make bench`` shows it)."""
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    hiredis = _version("hiredis")
+    return [
+        f"dce-session benches: {_cpu_model()}, {os.cpu_count()} cores, load average {load}",
+        f"  Python {platform.python_version()}, redis-py {importlib.metadata.version('redis')}, "
+        f"hiredis {hiredis or 'NOT installed'}"
+        f"{' (in use)' if redis.utils.HIREDIS_AVAILABLE else ' (not in use)'}, "
+        f"redis-server {_redis_server_binary_version()}, extension build {_extension_build()}",
+    ]
