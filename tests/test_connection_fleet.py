@@ -168,8 +168,13 @@ async def listener(make_manager: Any, door: str, store: Any) -> Iterator[Any]:
 
 async def test_every_ending_and_change_is_published(listener: Any, call: Any) -> None:
     manager, watching = listener
-    first = await logged_in(manager, call, cart=[1])
-    second = await logged_in(manager, call)
+    anonymous = manager.new()
+    await call(anonymous.set("cart", [1]))
+    first = await call(anonymous.login(USER))
+    event = await watching.next()  # a login ends the stored sid: its sockets follow
+    assert (event.kind, event.new_sid) == ("rotate", first)
+    assert event.sid != first
+    second = await logged_in(manager, call)  # a newborn's login ends nothing: no event
     assert await call(manager.sync({"id": 42, "name": "new"})) == 2
     event = await watching.next()
     assert (event.kind, event.uid, sorted(event.sids)) == ("sync", 42, sorted([first, second]))

@@ -191,9 +191,42 @@ async def test_auto_login_and_regenerate_move_the_connection(
     request = connection.request()
     assert request.id == third
     assert await call(request.get("b")) == 2
-    # regenerate keeps the old session (destroy_old=False): both are bound
+    # regenerate keeps the old session, and this connection's binding moves
+    assert await call(manager.connections_of(42)) == [(third, SERVER, None)]
+
+
+async def test_regenerate_leaves_other_connections_on_the_old_sid(
+        make_manager: Any, call: Any, store: Any) -> None:
+    manager = make_manager()
+    session = manager.new()
+    sid = await call(session.login(USER))
+    staying = manager.connect(sid, SERVER)
+    await call(staying.request().get("a"))
+    moving = manager.connect(sid, "10.0.0.6:8000")
+    await call(moving.request().get("a"))
+    new_sid = await call(moving.request().regenerate())
+    assert (moving.id, staying.id) == (new_sid, sid)
     assert sorted(await call(manager.connections_of(42))) == sorted(
-        [(second, SERVER, None), (third, SERVER, None)])
+        [(sid, SERVER, None), (new_sid, "10.0.0.6:8000", None)])
+    assert list(bindings(store, session_key("dcesid", sid))) == [staying.binding_id]
+    plain = await call(manager.open(sid).regenerate())  # not a connection: nothing moves
+    assert bindings(store, session_key("dcesid", plain)) == {}
+    assert await call(staying.disconnect()) is True
+    assert await call(moving.disconnect()) is True
+    assert await call(manager.connections_of(42)) == []
+
+
+async def test_a_connection_to_an_unknown_sid_creates_nothing_on_a_read(
+        make_manager: Any, call: Any, store: Any) -> None:
+    manager = make_manager()
+    unknown = generate_sid(60)
+    connection = manager.connect(unknown, SERVER)
+    request = connection.request()
+    assert await call(request.get("a")) is None
+    assert request.newborn and request.id == connection.id != unknown
+    assert store.keys("dcesid:*") == []  # the lone binding wrote nothing
+    await call(request.set("a", 1))  # the binding rides on the first write instead
+    assert bindings(store, request.key) == {connection.binding_id: [SERVER, None]}
 
 
 # -- connections_of / disconnect ------------------------------------------

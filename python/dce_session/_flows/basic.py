@@ -114,7 +114,10 @@ class BasicFlows(SessionState):
         if self._state is State.UNSTORED and not pairs and not self._binding:
             return 0  # nothing stored, nothing to delete
         manager = self._manager
-        mode = _WRITE_MODE[self._state]
+        # A lone binding (a connection's first read) never creates a session
+        # for a presented sid the store does not hold.
+        lone_binding = not pairs and not deletions and self._state is State.PRESENTED
+        mode = "existing" if lone_binding else _WRITE_MODE[self._state]
         fallback = manager.fresh_sid(manager.ttl_minutes, self.key) if mode == "fallback" else ""
         wants_touch = touch and not self._touched
         asked = self._snapshot is None or self._binding is not None
@@ -125,6 +128,9 @@ class BasicFlows(SessionState):
             int(asked), record, *self._binding_args(), len(pairs) // 2, *pairs, *deletions))),
             asked)
         if not written.outcome.acted:
+            if lone_binding:
+                self._absent()  # unknown: newborn, and the binding rides on its next write
+                return 0
             self._end()
             raise self._destroyed()
         before = self._snapshot

@@ -168,10 +168,11 @@ class SessionState:
                 m.user_field, m.uid_field, m.script_prefix, m.mapping_ttl_seconds,
                 m.events_channel)
 
-    def _binding_args(self) -> tuple[Arg, ...]:
-        """The binding block of write/renew/disconnect (``lib.lua`` binding_args)."""
+    def _binding_args(self, binding: tuple[str, str, str] | None = None) -> tuple[Arg, ...]:
+        """The binding block of write/renew/disconnect (``lib.lua`` binding_args):
+        ``binding``, else the one riding on this operation."""
         m = self._manager
-        binding_id, server, client = self._binding or ("", "", "")
+        binding_id, server, client = binding or self._binding or ("", "", "")
         return (m.bindings_field, m.server_field, m.client_field, binding_id, server, client)
 
     def _uid(self, fields: dict[str, str] | None = None) -> str | None:

@@ -37,10 +37,13 @@ class UserFlows(BasicFlows):
         ttl = self.ttl_minutes if ttl_minutes is None else check_ttl(ttl_minutes)
         manager = self._manager
         new_sid = manager.fresh_sid(ttl, self.key)
+        connection = self._connection
+        moving = None if destroy_old or connection is None else \
+            (connection.binding_id, connection.server, connection.client or "")
         renewed = Renewed.parse((yield ScriptCall(
             _scripts.RENEW, (self.key, session_key(manager.sid_name, new_sid)),
             (*self._header(), new_sid, ttl * 60, int(self._state is State.STORED),
-             int(destroy_old), int(needs_user), *self._binding_args(), len(pairs) // 2, *pairs,
+             int(destroy_old), int(needs_user), *self._binding_args(moving), len(pairs) // 2, *pairs,
              *removals))))
         found = renewed.outcome in (Outcome.LIVE, Outcome.FORWARDING)
         if not found and renewed.status is not RenewStatus.REQUIRED_GONE:

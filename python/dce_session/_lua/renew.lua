@@ -17,7 +17,10 @@
 --         the old (login) ends the presented key outright, never leaving a
 --         forwarding pointer (SEMANTICS 3.4). The new key gets its TTL and
 --         its user index entry in the same step. A replay finds the new key
---         and replies as the first execution did.
+--         and replies as the first execution did. Connection bindings move
+--         with a login (a 'rotate' event goes out); a regenerate that keeps
+--         the old sid leaves them there, except binding.id (the connection
+--         regenerating), which moves to the new sid.
 local S = session_header()
 local new_key = KEYS[2]
 local new_sid, ttl, must_exist, destroy_old, needs_user =
@@ -54,6 +57,9 @@ for index = first, set_end, 2 do
   data[ARGV[index]] = ARGV[index + 1]
 end
 for index = set_end + 1, #ARGV do data[ARGV[index]] = nil end
+if destroy_old ~= '1' then  -- the old sid keeps its connections; only binding.id moves
+  data[binding.field], data[binding.server_field], data[binding.client_field] = nil, nil, nil
+end
 
 local new_user = data[S.user]
 local flat = {}
@@ -74,8 +80,14 @@ hset_all(new_key, flat)
 redis.call('EXPIRE', new_key, ttl)
 local index = index_key(S, new_user)
 if index then index_add(index, new_sid, ttl, S.floor) end
+if destroy_old == '1' and at then
+  publish(S.events, {event = 'rotate', sid = at.sid, new_sid = new_sid})
+end
 if binding.id ~= '' then
   bind_at(new_key, binding)
+  if at and destroy_old ~= '1' then
+    unbind(at.key, binding.field, binding.server_field, binding.client_field, binding.id)
+  end
   return with_fields({1, found.state, old_uid, old_sid}, new_key)
 end
 local reply = {1, found.state, old_uid, old_sid}

@@ -348,7 +348,8 @@ class SocketHub:
         try:
             uid = await request.uid()  # ONE call: binds, and reads the user
             if request.newborn or (self.require_user and uid is None):
-                await connection.disconnect()  # an unknown sid: drop the binding-only session
+                if not request.newborn:  # an unknown sid was bound nowhere
+                    await connection.disconnect()
                 await websocket.close(1008)
                 return None
         except StoreError as error:  # no store, no binding: refuse (the client may retry)
