@@ -223,7 +223,8 @@ async def test_a_connection_to_an_unknown_sid_creates_nothing_on_a_read(
     connection = manager.connect(unknown, SERVER)
     request = connection.request()
     assert await call(request.get("a")) is None
-    assert request.newborn and request.id == connection.id != unknown
+    assert request.newborn
+    assert request.id == connection.id != unknown
     assert store.keys("dcesid:*") == []  # the lone binding wrote nothing
     await call(request.set("a", 1))  # the binding rides on the first write instead
     assert bindings(store, request.key) == {connection.binding_id: [SERVER, None]}
