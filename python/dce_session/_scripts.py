@@ -1,10 +1,21 @@
-"""The Lua scripts, loaded once: each is ``_lua/lib.lua`` followed by its own file."""
+"""The Lua scripts, loaded once: each is its own file after the parts of
+``_lua/lib.lua`` it uses.
+
+``lib.lua`` is a sequence of blocks separated by blank lines, each defining
+locals (helpers, constants). A script gets only the blocks it names, and
+the blocks those name, in ``lib.lua``'s order: Redis runs a script's whole
+text on every call, so every helper defined costs each call.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import re
 from importlib.resources import files
 from typing import NamedTuple
+
+_DEFINED = re.compile(r"^local (?:function (\w+)|([\w, ]+?) =)", re.MULTILINE)
+_WORD = re.compile(r"\w+")
 
 
 class Script(NamedTuple):
@@ -15,9 +26,36 @@ class Script(NamedTuple):
     sha: str
 
 
+def _blocks(lib: str) -> list[tuple[set[str], str]]:
+    """``lib.lua``'s blocks: (the names each defines, its text)."""
+    blocks = []
+    for text in lib.split("\n\n"):
+        names = {name.strip() for match in _DEFINED.finditer(text)
+                 for group in match.groups() if group for name in group.split(",")}
+        if names:
+            blocks.append((names, text))
+    return blocks
+
+
+def assemble(body: str, lib: str) -> str:
+    """``body`` after the blocks of ``lib`` it needs, directly or not."""
+    blocks = _blocks(lib)
+    wanted = set(_WORD.findall(body))
+    used = [False] * len(blocks)
+    grew = True
+    while grew:
+        grew = False
+        for index, (names, text) in enumerate(blocks):
+            if not used[index] and names & wanted:
+                used[index], grew = True, True
+                wanted |= set(_WORD.findall(text))
+    return "".join(text + "\n\n" for (_, text), on in zip(blocks, used, strict=True) if on) + body
+
+
 def _load(name: str) -> Script:
     folder = files("dce_session") / "_lua"
-    source = (folder / "lib.lua").read_text("utf-8") + (folder / f"{name}.lua").read_text("utf-8")
+    source = assemble((folder / f"{name}.lua").read_text("utf-8"),
+                      (folder / "lib.lua").read_text("utf-8"))
     return Script(name, source, hashlib.sha1(source.encode()).hexdigest())
 
 

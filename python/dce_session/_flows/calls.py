@@ -98,7 +98,8 @@ def text(reply: Any) -> str:
 
 def field_map(flat: list[Any]) -> dict[str, str]:
     """``[field, value, ...]`` as a dict of str."""
-    return {text(flat[i]): text(flat[i + 1]) for i in range(0, len(flat), 2)}
+    items = [item.decode() if type(item) is bytes else str(item) for item in flat]
+    return dict(zip(items[::2], items[1::2], strict=True))
 
 
 def _reject_constant(name: str) -> Any:

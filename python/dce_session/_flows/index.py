@@ -36,6 +36,9 @@ class IndexSteps:
     """Single node: the scripts keep the index in the session's own step, so
     the upkeep steps are no-ops, and each index flow is one script."""
 
+    #: The upkeep steps send something (a session's touch asks for them).
+    upkeep = False
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
@@ -93,6 +96,8 @@ class ClusterIndexSteps(IndexSteps):
     operation; what it leaves (a dead sid listed, a live one not yet) is
     healed by the index flows' pruning and the next touch. The index flows
     run in at most three round trips per node (see :meth:`_each`)."""
+
+    upkeep = True
 
     def added(self, uid: str | None, sid: str, ttl_seconds: int,
               replacing: str = "") -> Flow[None]:

@@ -180,4 +180,5 @@ class SessionState:
 
     def _index_touched(self) -> Any:
         """Cluster: a touch of a logged-in session keeps its index entry."""
-        return self._manager.index.added(self._uid(), self.id, self._ttl_seconds())
+        index = self._manager.index
+        return index.added(self._uid(), self.id, self._ttl_seconds()) if index.upkeep else ()
