@@ -156,6 +156,10 @@ async def test_request_with_an_unknown_sid_falls_back_to_a_fresh_session(
     assert request.id != unknown
     assert connection.id == request.id
     assert not store.exists(session_key("dcesid", unknown))  # no adoption
+    assert request.newborn
+    assert store.keys("dcesid:*") == []  # the lone binding of a read wrote nothing
+    await call(request.set("a", 1))  # the binding rides on the first write instead
+    assert bindings(store, request.key) == {connection.binding_id: [SERVER, None]}
 
 
 # -- regenerations move the connection --------------------------------------
@@ -215,19 +219,6 @@ async def test_regenerate_leaves_other_connections_on_the_old_sid(
     assert await call(moving.disconnect()) is True
     assert await call(manager.connections_of(42)) == []
 
-
-async def test_a_connection_to_an_unknown_sid_creates_nothing_on_a_read(
-        make_manager: Any, call: Any, store: Any) -> None:
-    manager = make_manager()
-    unknown = generate_sid(60)
-    connection = manager.connect(unknown, SERVER)
-    request = connection.request()
-    assert await call(request.get("a")) is None
-    assert request.newborn
-    assert request.id == connection.id != unknown
-    assert store.keys("dcesid:*") == []  # the lone binding wrote nothing
-    await call(request.set("a", 1))  # the binding rides on the first write instead
-    assert bindings(store, request.key) == {connection.binding_id: [SERVER, None]}
 
 
 # -- connections_of / disconnect ------------------------------------------
