@@ -668,10 +668,10 @@ FLOWS: list[Flow] = [
          "round trip (the reference row)", open_user_get, extra=user_first),
     Flow("login", "renew.lua: copy under a fresh sid, destroy the old, index the new",
          "MULTI: RENAME + HSET user + EXPIRE + SADD + EXPIRE index",
-         "EXISTS of the new key (an exact replay answers as the first run); the state probe "
-         "HMGET + EXISTS (anonymous session) and then HGETALL, where resolve(S, fields) on "
-         "the HGETALL would do; HGETALL + HSET + DEL where RENAME moves the hash; TTL of "
-         "the index", login, naive=lambda m, sid: m.open(sid).login(USER)),
+         "EXISTS of the new key (an exact replay answers as the first run); the state is "
+         "read from the HGETALL of the copy; HGETALL + HSET + DEL where RENAME moves the "
+         "hash (ours filters the copy); TTL of the index; PUBLISH of the rotate event (the "
+         "sockets of the old sid follow it)", login, naive=lambda m, sid: m.open(sid).login(USER)),
     Flow("logout", "logout.lua", "Lua: HGET user + HDEL + SREM index",
          "replay record GET + SET (a retried logout answers as the first), EXISTS after "
          "the HDEL, PUBLISH of the logout event, the uid parsed in Lua", logout),
@@ -679,14 +679,12 @@ FLOWS: list[Flow] = [
          "replay record GET + SET, PUBLISH of the destroy event", destroy),
     Flow("regenerate", "renew.lua, old kept",
          "Lua: HGET user + COPY + EXPIRE + SADD + EXPIRE index",
-         "EXISTS of the new key (replays); the HMGET probe before an HGETALL that holds the "
-         "same fields; HGETALL + HSET where COPY copies (ours filters: changes, bookkeeping); "
-         "TTL of the index", regenerate),
+         "EXISTS of the new key (replays); HGETALL + HSET where COPY copies (ours filters: "
+         "changes, bookkeeping); TTL of the index", regenerate),
     Flow("try_renew due", "rotate.lua: load and rotate in one step; get() reads the reply",
          "Lua: HGETALL + RENAME + EXPIRE + HSET pointer + EXPIRE + SREM/SADD/EXPIRE index",
-         "EXISTS of the new key (concurrent rotations converge on one sid); the HMGET probe "
-         "before the HGETALL; HSET of the copy + DEL of the old where RENAME moves it; "
-         "PUBLISH of the rotate event", try_renew),
+         "EXISTS of the new key (concurrent rotations converge on one sid); HSET of the copy "
+         "+ DEL of the old where RENAME moves it; PUBLISH of the rotate event", try_renew),
     Flow("sessions_of 1", "sessions_of.lua", "Lua: SMEMBERS + EXISTS per sid",
          "HMGET user + pointer per sid instead of EXISTS, and the uid parsed out of the "
          "user JSON in Lua (a rotated sid, or one holding another uid, is not live)",

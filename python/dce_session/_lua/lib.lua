@@ -193,9 +193,9 @@ end
 
 -- Move a live session's data under a fresh key: the old key keeps only
 -- the pointer, with the session TTL from now (never extended later).
--- Returns the data (flat).
-local function move(S, from, new_key, new_sid, new_ttl, old_key, old_ttl)
-  local flat = redis.call('HGETALL', from.key)
+-- Returns the data (flat; `flat`: the data already read).
+local function move(S, from, new_key, new_sid, new_ttl, old_key, old_ttl, flat)
+  flat = flat or redis.call('HGETALL', from.key)
   hset_all(new_key, flat)
   redis.call('EXPIRE', new_key, new_ttl)
   local index = index_key(S, from.user)

@@ -37,12 +37,13 @@ end
 
 if redis.call('EXISTS', new_key) == 1 then return with_fields({1, LIVE, '', ''}, new_key) end
 
-local found = resolve(S)
+local presented = redis.call('HGETALL', S.key)
+local found = resolve(S, presented)
 local at = found.at
 if not at and must_exist == '1' then return {0, found.state, '', ''} end
 local data, order = {}, {}
 if at then
-  local old = redis.call('HGETALL', at.key)
+  local old = at.key == S.key and presented or redis.call('HGETALL', at.key)
   for index = 1, #old, 2 do
     data[old[index]] = old[index + 1]
     order[#order + 1] = old[index]
