@@ -295,6 +295,25 @@ async def test_pruning_never_drops_a_live_session_it_cannot_read_the_uid_of(
     assert store.smembers("dceusmap:9") == {ours, foreign}
 
 
+@pytest.mark.parametrize(("user_json", "listed"), [
+    ('{"id":4}', True),
+    ('{"id":4,"name":"x"}', True),
+    ('{"name":"x","id":4}', True),  # the uid not first: read by the parse
+    ('{ "id" : 4 }', True),
+    ('{"id":42}', False),  # opens like uid 4, is another uid
+    ('{"id":43,"id4":4}', False),
+    ('{"friend":{"id":4},"id":5}', False),  # a nested uid is not the user's
+])
+async def test_index_membership_reads_the_top_level_uid(
+        make_manager: Any, call: Any, store: Any, user_json: str, listed: bool) -> None:
+    manager = make_manager()
+    sid = manager.new().id
+    store.hset(key(sid), mapping={"$user": user_json})
+    store.expire(key(sid), TTL)
+    store.sadd("dceusmap:4", sid)
+    assert await call(manager.sessions_of(4)) == ([sid] if listed else [])
+
+
 # -- 3.8 any size ----------------------------------------------------------------------------
 
 

@@ -259,10 +259,17 @@ end
 -- type). Returns the live sids.
 local function live_sids(index, uid, prefix, user_field, uid_field, pointer_field)
   local live, dead = {}, {}
+  -- A user JSON that opens with the uid member (what our writers and serde
+  -- write for a user whose first member is the uid) needs no parse.
+  local opening = '{"' .. uid_field .. '":' .. uid
+  local after = #opening + 1
   for _, sid in ipairs(redis.call('SMEMBERS', index)) do
     local held = redis.call('HMGET', prefix .. ':' .. sid, user_field, pointer_field)
-    local stored_uid = held[1] and user_id(held[1], uid_field)
-    if held[1] and not held[2] and (stored_uid == nil or stored_uid == uid) then
+    local user = held[1]
+    local stored_uid = user and (string.sub(user, 1, #opening) == opening
+        and string.find(',}', string.sub(user, after, after), 1, true) and uid
+        or user_id(user, uid_field))
+    if user and not held[2] and (stored_uid == nil or stored_uid == uid) then
       live[#live + 1] = sid
     else
       dead[#dead + 1] = sid
