@@ -6,6 +6,7 @@ a loud failure, never a skip.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import shutil
 import socket
@@ -393,3 +394,37 @@ async def test_connections_and_events_on_a_cluster(manager: Any, door: str, clus
         else:
             await stream.aclose()
             await asyncio.wait_for(listener, 5)
+
+
+async def test_an_event_stream_first_on_a_fresh_async_cluster_client(
+        cluster: redis.cluster.RedisCluster, cluster_nodes: list[int]) -> None:
+    """The stream reads the slot map itself (redis-py's async pubsub needs it)."""
+    import dce_session
+    import dce_session.asyncio
+
+    aclient = redis.asyncio.cluster.RedisCluster(host="127.0.0.1", port=cluster_nodes[0])
+    stream = dce_session.asyncio.SessionManager(aclient).events(poll=0.05)
+    received: asyncio.Queue[Any] = asyncio.Queue()
+
+    async def listen() -> None:
+        async for event in stream:
+            await received.put(event)
+
+    listener = asyncio.create_task(listen())
+    try:
+        blocking = dce_session.SessionManager(cluster)
+        session = blocking.new()
+        session.set("a", 1)
+        deadline = time.monotonic() + 5
+        while received.empty():  # until subscribed: destroy again and again
+            assert time.monotonic() < deadline, "no event within 5 s"
+            assert not listener.done(), listener
+            blocking.open(session.id).destroy()
+            session = blocking.new()
+            session.set("a", 1)
+            await asyncio.sleep(0.05)
+        assert (await received.get()).kind == "destroy"
+    finally:
+        await stream.aclose()
+        await asyncio.wait_for(listener, 5)
+        await aclient.aclose()

@@ -212,9 +212,18 @@ class EventStream:
         self._pubsub: Any = None
 
     async def __aiter__(self) -> AsyncIterator[SessionEvent]:
-        self._pubsub = self._manager.client.pubsub(ignore_subscribe_messages=True)
+        client = self._manager.client
         try:
-            await self._pubsub.subscribe(self._manager.events_channel)
+            if self._manager.cluster:  # its pubsub needs the slot map: read it first
+                await client.initialize()
+            self._pubsub = client.pubsub(ignore_subscribe_messages=True)
+        except (RedisError, RedisClusterException) as error:
+            raise store_error(error) from error
+        try:
+            try:
+                await self._pubsub.subscribe(self._manager.events_channel)
+            except (RedisError, RedisClusterException) as error:
+                raise store_error(error) from error
             while not self._closed:
                 try:
                     message = await self._pubsub.get_message(timeout=self._poll)
