@@ -1,10 +1,10 @@
-"""The integrations against their peers, one framework per benchmark, same Redis.
+"""The integrations against their peers, one framework and workload per benchmark.
 
 Peers: **starsessions** (``RedisStore``) for Starlette, **Flask-Session**
 (``SESSION_TYPE="redis"``) for Flask, and Django's **cache engine** over
 **django-redis**; each framework with **no session** at all is the baseline.
 Every contender serves the same views in-process (ASGI or WSGI calls, no
-sockets but Redis'), with its own defaults:
+sockets but Redis'), with its own defaults, on the same Redis:
 
 - *read*: a request presenting a stored session (a cart of five lines) reads it;
 - *write*: the same, then sets one key;
@@ -12,146 +12,111 @@ sockets but Redis'), with its own defaults:
   ``cycle_key()``; starsessions ``regenerate_session_id``; Flask-Session
   ``regenerate``; Django's ``cycle_key``), a fresh session each request.
 
-Rounds are **interleaved**: each round runs ``REQUESTS`` requests of every
-contender in turn, so a slow spell of the shared machine hits them alike.
-Per contender the **median** of its rounds (seconds per request) is kept;
-``ratio`` = peer / ours (ours' throughput over the peer's, above 1: ours is
-faster), and ``session ratio`` the same on the session's own cost (each time
-minus the no-session baseline's). Redis' own cost per request is read from
-``INFO commandstats`` over the timed requests: commands, and microseconds
-spent in them. Before timing, every contender's answers are checked (the read
-sees the cart, the write is stored, the login holds the user).
+The method is ``paired.py``'s, as for every benchmark here: interleaved rounds
+(the order of the sides alternates), each side's cookies prepared untimed
+(fresh seeded sessions for a login), its answers checked untimed (the status,
+and a login's new cookie). The **ratio** is ours' throughput over the peer's,
+each relative to the framework with no session -- which is the peer's time
+over ours in the same round; the verdict is the **median of the per-round
+paired ratios** (min and max shown). *Session only* is the same on the
+session's own cost (each time minus the no-session baseline's, per round).
+Round trips are counted on every contender's client (one counter: the sides
+run one at a time); Redis' commands and microseconds come from
+``INFO commandstats`` around each timed block.
 
 With ``--benchmark-disable`` (the normal test run) each benchmark runs one
-short round as a smoke test of that checking; ``make bench`` times it.
+short round: a smoke test of the views and checks, no timing kept.
 """
 
 from __future__ import annotations
 
 import asyncio
 import io
-import statistics
 import sys
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 import redis
 import redis.asyncio
 
-ROUNDS = 9
-REQUESTS = 150
+from benches.conftest import Counter, CountingAsyncConnection, CountingConnection
+from benches.paired import Rig, Side, record
+
+ROUNDS = 15
+REQUESTS = 120
 WORKLOADS = ("read", "write", "login")
 CART = [{"sku": f"SKU-{i}", "qty": i + 1, "price": 4.5} for i in range(5)]
+USER = {"id": 42, "name": "Ada"}
 TARGETS = {  # ours / peer throughput, issue 8
     "starlette": {"read": 1.5, "write": 1.2, "login": 1.2},
     "flask": {"read": 1.5, "write": 1.2, "login": 1.2},
     "django": {"read": 1.1, "write": 1.2, "login": 2.0},
 }
-
-
-# -- measuring ------------------------------------------------------------------------
-
-
-@dataclass
-class Contender:
-    """One way of serving the views: ``request(workload, cookie)`` -> a checked answer.
-
-    ``prepare(workload)`` returns the cookie each request presents (None: none).
-    """
-
-    name: str
-    request: Callable[[str, str | None], None]
-    prepare: Callable[[str], str | None]
+PEERS = {"starlette": "starsessions", "flask": "Flask-Session",
+         "django": "cache engine (django-redis)"}
+#: one counter for every contender's client (django-redis keeps its pool per process)
+COUNTER = Counter()
 
 
 @dataclass
-class Result:
-    seconds: list[float] = field(default_factory=list)  # per request, one per round
-    commands: float = 0.0  # Redis commands per request
-    usec: float = 0.0  # Redis microseconds per request
+class App:
+    """One contender's app: ``call(path, cookie)`` -> ``(status, set-cookie pair or None)``."""
+
+    kind: str  # "none" | "ours" | "peer"
+    call: Callable[[str, str | None], tuple[int, str | None]]
+
+    def seeded(self) -> str:
+        """A cookie presenting a stored session that holds the cart."""
+        status, cookie = self.call("/seed", None)
+        assert status == 200, (self.kind, status)
+        assert cookie is not None, self.kind
+        return cookie
 
 
-def _commandstats(client: redis.Redis) -> tuple[int, float]:
-    calls, usec = 0, 0.0
-    for name, stats in client.info("commandstats").items():
-        if name.removeprefix("cmdstat_").split("|")[0] in ("info", "ping", "flushdb",
-                                                           "script", "config", "client"):
-            continue
-        calls += int(stats["calls"])
-        usec += float(stats["usec"])
-    return calls, usec
+def sides(framework: str, apps: dict[str, App], workload: str) -> list[Side]:
+    """The three sides of one workload: ours, the peer, and no session."""
+    path = f"/{workload}"
+    labels = {"ours": "dce-session", "peer": PEERS[framework], "none": "no session"}
+    roles = {"ours": "ours", "peer": "peer", "none": "baseline"}
+    made = []
+    for kind in ("ours", "peer", "none"):
+        app = apps[kind]
+        shared: list[str] = []
 
+        def prepare(n: int, app: App = app, shared: list[str] = shared) -> Sequence[Any]:
+            if app.kind == "none":
+                return [None] * n
+            if workload == "login":  # a fresh anonymous session per request
+                return [app.seeded() for _ in range(n)]
+            if not shared:
+                shared.append(app.seeded())
+            return shared * n
 
-def measure(contenders: list[Contender], store: redis.Redis, rounds: int,
-            requests: int) -> dict[str, dict[str, Result]]:
-    """Interleaved rounds of every workload and contender; per workload, per name."""
-    results: dict[str, dict[str, Result]] = {w: {c.name: Result() for c in contenders}
-                                            for w in WORKLOADS}
-    for _ in range(rounds):
-        for workload in WORKLOADS:
-            for contender in contenders:
-                cookies = [contender.prepare(workload) for _ in range(requests)]
-                before = _commandstats(store)
-                start = time.perf_counter()
-                for cookie in cookies:
-                    contender.request(workload, cookie)
-                elapsed = time.perf_counter() - start
-                after = _commandstats(store)
-                result = results[workload][contender.name]
-                result.seconds.append(elapsed / requests)
-                result.commands += (after[0] - before[0]) / requests / rounds
-                result.usec += (after[1] - before[1]) / requests / rounds
-    return results
+        def check(cookie: str | None, answer: tuple[int, str | None], app: App = app) -> None:
+            status, sent = answer
+            assert status == 200, (app.kind, workload, status)
+            if workload == "login" and app.kind != "none":
+                assert sent is not None, app.kind
+                assert sent != cookie, app.kind  # a new sid
 
-
-def summary(framework: str, peer: str, results: dict[str, dict[str, Result]]
-            ) -> list[dict[str, Any]]:
-    rows = []
-    for workload, by_name in results.items():
-        none, ours, other = (statistics.median(by_name[n].seconds)
-                             for n in ("none", "ours", peer))
-        rows.append({
-            "framework": framework, "workload": workload, "peer": peer,
-            "none_us": none * 1e6, "ours_us": ours * 1e6, "peer_us": other * 1e6,
-            "ratio": other / ours,
-            "session_ratio": (other - none) / (ours - none) if ours > none else None,
-            "target": TARGETS[framework][workload],
-            "ours_commands": by_name["ours"].commands, "peer_commands": by_name[peer].commands,
-            "ours_redis_us": by_name["ours"].usec, "peer_redis_us": by_name[peer].usec,
-        })
-    return rows
-
-
-def run(benchmark: Any, framework: str, peer: str, contenders: list[Contender],
-        store: redis.Redis) -> None:
-    rounds, requests = (1, 3) if benchmark.disabled else (ROUNDS, REQUESTS)
-    for workload in WORKLOADS:  # warm up: connections, script caches, imports
-        for contender in contenders:
-            contender.request(workload, contender.prepare(workload))
-    results: dict[str, Any] = {}
-
-    def timed() -> None:
-        results.update(measure(contenders, store, rounds, requests))
-
-    benchmark.group = f"integrations: {framework}"
-    benchmark.pedantic(timed, rounds=1, iterations=1)
-    benchmark.extra_info.update(role="peer-table", label=f"{framework} vs {peer}",
-                                peer_rows=summary(framework, peer, results))
+        made.append(Side(name=kind, role=roles[kind], label=labels[kind],
+                         run=lambda cookie, call=app.call: call(path, cookie),
+                         prepare=prepare, check=check))
+    return made
 
 
 # -- Starlette: ours vs starsessions -------------------------------------------------------
 
 
 class Asgi:
-    """Calls an ASGI app in one event loop; answers ``(status, headers, body)``."""
+    """Calls an ASGI app in one event loop."""
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
 
-    def call(self, app: Any, path: str, cookie: str | None) -> tuple[int, list[Any], bytes]:
+    def call(self, app: Any, path: str, cookie: str | None) -> tuple[int, str | None]:
         headers = [(b"host", b"bench")]
         if cookie:
             headers.append((b"cookie", cookie.encode()))
@@ -169,7 +134,7 @@ class Asgi:
 
         self.loop.run_until_complete(app(scope, receive, send))
         start = sent[0]
-        return start["status"], start["headers"], b"".join(m.get("body", b"") for m in sent[1:])
+        return start["status"], _set_cookie(start["headers"], "session")
 
 
 def _set_cookie(headers: list[tuple[bytes, bytes]], name: str) -> str | None:
@@ -179,7 +144,7 @@ def _set_cookie(headers: list[tuple[bytes, bytes]], name: str) -> str | None:
     return None
 
 
-def starlette_contenders(url: str) -> tuple[list[Contender], Callable[[], None]]:
+def starlette_apps(url: str) -> tuple[dict[str, App], Callable[[], None]]:
     import dce_session.asyncio
     import starsessions
     import starsessions.stores.redis
@@ -191,9 +156,9 @@ def starlette_contenders(url: str) -> tuple[list[Contender], Callable[[], None]]
     from starlette.routing import Route
 
     asgi = Asgi()
-    ours_client = redis.asyncio.Redis.from_url(url)
-    peer_client = redis.asyncio.Redis.from_url(url)
-    manager = dce_session.asyncio.SessionManager(ours_client)
+    clients = [redis.asyncio.Redis.from_pool(redis.asyncio.ConnectionPool.from_url(
+        url, connection_class=CountingAsyncConnection, counter=COUNTER)) for _ in range(2)]
+    manager = dce_session.asyncio.SessionManager(clients[0])
 
     def app(kind: str) -> Starlette:
         async def seed(request: Request) -> JSONResponse:
@@ -213,10 +178,10 @@ def starlette_contenders(url: str) -> tuple[list[Contender], Callable[[], None]]
 
         async def login(request: Request) -> JSONResponse:
             if kind == "ours":
-                await request.state.dce_session.login({"id": 42, "name": "Ada"})
+                await request.state.dce_session.login(USER)
             elif kind == "peer":
                 starsessions.regenerate_session_id(request)
-                request.session["user"] = {"id": 42, "name": "Ada"}
+                request.session["user"] = USER
             return JSONResponse(True)
 
         routes = [Route(f"/{name}", view, methods=["POST"]) for name, view in
@@ -225,52 +190,30 @@ def starlette_contenders(url: str) -> tuple[list[Contender], Callable[[], None]]
         if kind == "ours":
             middleware = [Middleware(SessionMiddleware, manager=manager)]
         elif kind == "peer":
-            store = starsessions.stores.redis.RedisStore(connection=peer_client)
+            store = starsessions.stores.redis.RedisStore(connection=clients[1])
             middleware = [Middleware(starsessions.SessionMiddleware, store=store,
                                      lifetime=14 * 24 * 3600, cookie_name="session",
                                      cookie_https_only=False),
                           Middleware(starsessions.SessionAutoloadMiddleware)]
         return Starlette(routes=routes, middleware=middleware)
 
-    apps = {kind: app(kind) for kind in ("none", "ours", "peer")}
-
-    def contender(kind: str, name: str) -> Contender:
-        shared: dict[str, str | None] = {}
-
-        def prepare(workload: str) -> str | None:
-            if kind == "none":
-                return None
-            if workload != "login" and workload in shared:
-                return shared[workload]
-            status, headers, _ = asgi.call(apps[kind], "/seed", None)
-            assert status == 200
-            cookie = _set_cookie(headers, "session")
-            assert cookie is not None
-            if workload != "login":
-                shared[workload] = cookie
-            return cookie
-
-        def request(workload: str, cookie: str | None) -> None:
-            status, headers, _ = asgi.call(apps[kind], f"/{workload}", cookie)
-            assert status == 200, (name, workload, status)
-            if workload == "login" and kind != "none":
-                assert _set_cookie(headers, "session") not in (None, cookie)
-
-        return Contender(name, request, prepare)
+    def made(kind: str) -> App:
+        served = app(kind)
+        return App(kind, lambda path, cookie: asgi.call(served, path, cookie))
 
     def close() -> None:
-        asgi.loop.run_until_complete(ours_client.aclose())
-        asgi.loop.run_until_complete(peer_client.aclose())
+        for client in clients:
+            asgi.loop.run_until_complete(client.aclose())
+            asgi.loop.run_until_complete(client.connection_pool.aclose())
         asgi.loop.close()
 
-    return [contender("none", "none"), contender("ours", "ours"),
-            contender("peer", "starsessions")], close
+    return {kind: made(kind) for kind in ("none", "ours", "peer")}, close
 
 
 # -- Flask: ours vs Flask-Session ------------------------------------------------------------
 
 
-def _wsgi_call(app: Any, path: str, cookie: str | None) -> tuple[int, list[Any]]:
+def _wsgi_call(app: Any, path: str, cookie: str | None, name: str) -> tuple[int, str | None]:
     environ = {"REQUEST_METHOD": "POST", "PATH_INFO": path, "SCRIPT_NAME": "",
                "QUERY_STRING": "", "SERVER_NAME": "bench", "SERVER_PORT": "80",
                "SERVER_PROTOCOL": "HTTP/1.1", "HTTP_HOST": "bench", "wsgi.version": (1, 0),
@@ -293,7 +236,7 @@ def _wsgi_call(app: Any, path: str, cookie: str | None) -> tuple[int, list[Any]]
         close = getattr(body, "close", None)
         if close is not None:
             close()
-    return answer[0], answer[1]
+    return answer[0], _wsgi_cookie(answer[1], name)
 
 
 def _wsgi_cookie(headers: list[tuple[str, str]], name: str) -> str | None:
@@ -305,38 +248,22 @@ def _wsgi_cookie(headers: list[tuple[str, str]], name: str) -> str | None:
     return None
 
 
-def _wsgi_contender(name: str, app: Any, cookie_name: str, sessions: bool) -> Contender:
-    shared: dict[str, str | None] = {}
-
-    def prepare(workload: str) -> str | None:
-        if not sessions:
-            return None
-        if workload != "login" and workload in shared:
-            return shared[workload]
-        status, headers = _wsgi_call(app, "/seed", None)
-        assert status == 200
-        cookie = _wsgi_cookie(headers, cookie_name)
-        assert cookie is not None
-        if workload != "login":
-            shared[workload] = cookie
-        return cookie
-
-    def request(workload: str, cookie: str | None) -> None:
-        status, headers = _wsgi_call(app, f"/{workload}", cookie)
-        assert status == 200, (name, workload, status)
-        if workload == "login" and sessions:
-            assert _wsgi_cookie(headers, cookie_name) not in (None, cookie)
-
-    return Contender(name, request, prepare)
+def _wsgi_app(kind: str, app: Any, name: str) -> App:
+    return App(kind, lambda path, cookie: _wsgi_call(app, path, cookie, name))
 
 
-def flask_contenders(url: str) -> tuple[list[Contender], Callable[[], None]]:
+def _counting_client(url: str) -> redis.Redis:
+    return redis.Redis.from_pool(redis.ConnectionPool.from_url(
+        url, connection_class=CountingConnection, counter=COUNTER))
+
+
+def flask_apps(url: str) -> tuple[dict[str, App], Callable[[], None]]:
     import dce_session
     import flask
     import flask_session
     from dce_session.integrations.flask import SessionInterface
 
-    ours_client, peer_client = redis.Redis.from_url(url), redis.Redis.from_url(url)
+    ours_client, peer_client = _counting_client(url), _counting_client(url)
 
     def app(kind: str) -> flask.Flask:
         app = flask.Flask(f"bench-{kind}")
@@ -368,23 +295,20 @@ def flask_contenders(url: str) -> tuple[list[Contender], Callable[[], None]]:
         @app.post("/login")
         def login() -> Any:
             if kind == "ours":
-                session.dce.login({"id": 42, "name": "Ada"})  # type: ignore[attr-defined]
+                session.dce.login(USER)  # type: ignore[attr-defined]
             elif kind == "peer":
                 app.session_interface.regenerate(session)  # type: ignore[attr-defined]
-                session["user"] = {"id": 42, "name": "Ada"}
+                session["user"] = USER
             return "ok"
 
         return app
-
-    contenders = [_wsgi_contender("none", app("none"), "session", False),
-                  _wsgi_contender("ours", app("ours"), "session", True),
-                  _wsgi_contender("Flask-Session", app("peer"), "session", True)]
 
     def close() -> None:
         ours_client.close()
         peer_client.close()
 
-    return contenders, close
+    return {kind: _wsgi_app(kind, app(kind), "session") for kind in ("none", "ours", "peer")}, \
+        close
 
 
 # -- Django: ours vs the cache engine over django-redis --------------------------------------
@@ -428,11 +352,15 @@ def django_project(url: str) -> Iterator[None]:
     from django.test import override_settings
 
     urlpatterns[:] = _django_views()
+    ours_client = _counting_client(url)
     values = {
         "SECRET_KEY": "bench-only", "USE_TZ": True, "DEBUG": False, "ALLOWED_HOSTS": ["*"],
         "ROOT_URLCONF": __name__,
-        "CACHES": {"default": {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": url}},
-        "DCE_SESSION": {"url": url}, "MIDDLEWARE": [],
+        "CACHES": {"default": {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": url,
+                               "OPTIONS": {"CONNECTION_POOL_KWARGS": {
+                                   "connection_class": CountingConnection,
+                                   "counter": COUNTER}}}},
+        "DCE_SESSION": {"client": lambda: ours_client}, "MIDDLEWARE": [],
     }
     if not settings.configured:
         settings.configure(INSTALLED_APPS=[], DATABASES={}, **values)
@@ -444,9 +372,10 @@ def django_project(url: str) -> Iterator[None]:
             yield
         finally:
             reset_manager()
+            ours_client.close()
 
 
-def django_contenders() -> tuple[list[Contender], Callable[[], None]]:
+def django_apps() -> tuple[dict[str, App], Callable[[], None]]:
     from django.core.handlers.wsgi import WSGIHandler
     from django.test import override_settings
 
@@ -462,16 +391,11 @@ def django_contenders() -> tuple[list[Contender], Callable[[], None]]:
     peer = handler("django.contrib.sessions.backends.cache",
                    "django.contrib.sessions.middleware.SessionMiddleware")
     none = handler(None, "")
-    plain = _wsgi_contender("none", none, "sessionid", False)
-
-    def none_request(workload: str, cookie: str | None) -> None:
-        status, _ = _wsgi_call(none, f"/none/{workload}", cookie)
-        assert status == 200
-
-    contenders = [Contender("none", none_request, plain.prepare),
-                  _wsgi_contender("ours", ours, "sessionid", True),
-                  _wsgi_contender("cache engine (django-redis)", peer, "sessionid", True)]
-    return contenders, lambda: None
+    apps = {"ours": _wsgi_app("ours", ours, "sessionid"),
+            "peer": _wsgi_app("peer", peer, "sessionid"),
+            "none": App("none", lambda path, cookie: _wsgi_call(none, f"/none{path}", cookie,
+                                                                "sessionid"))}
+    return apps, lambda: None
 
 
 # -- the benchmarks ----------------------------------------------------------------------------
@@ -484,26 +408,40 @@ def store(url: str) -> Iterator[redis.Redis]:
         yield client
 
 
-def test_starlette_vs_starsessions(benchmark: Any, url: str, store: redis.Redis) -> None:
-    contenders, close = starlette_contenders(url)
+def _run(benchmark: Any, framework: str, workload: str, apps: dict[str, App],
+         stats: redis.Redis) -> None:
+    record(benchmark, "integrations", f"integrations: {framework} {workload}",
+           Rig(stats, COUNTER), sides(framework, apps, workload), rounds=ROUNDS, n=REQUESTS,
+           target=TARGETS[framework][workload], framework=framework, workload=workload,
+           peer=PEERS[framework])
+
+
+@pytest.mark.parametrize("workload", WORKLOADS)
+def test_starlette_vs_starsessions(benchmark: Any, url: str, store: redis.Redis,
+                                   stats: redis.Redis, workload: str) -> None:
+    apps, close = starlette_apps(url)
     try:
-        run(benchmark, "starlette", "starsessions", contenders, store)
+        _run(benchmark, "starlette", workload, apps, stats)
     finally:
         close()
 
 
-def test_flask_vs_flask_session(benchmark: Any, url: str, store: redis.Redis) -> None:
-    contenders, close = flask_contenders(url)
+@pytest.mark.parametrize("workload", WORKLOADS)
+def test_flask_vs_flask_session(benchmark: Any, url: str, store: redis.Redis,
+                                stats: redis.Redis, workload: str) -> None:
+    apps, close = flask_apps(url)
     try:
-        run(benchmark, "flask", "Flask-Session", contenders, store)
+        _run(benchmark, "flask", workload, apps, stats)
     finally:
         close()
 
 
+@pytest.mark.parametrize("workload", WORKLOADS)
 def test_django_vs_cache_engine(benchmark: Any, url: str, store: redis.Redis,
-                                django_project: None) -> None:
-    contenders, close = django_contenders()
+                                stats: redis.Redis, django_project: None,
+                                workload: str) -> None:
+    apps, close = django_apps()
     try:
-        run(benchmark, "django", "cache engine (django-redis)", contenders, store)
+        _run(benchmark, "django", workload, apps, stats)
     finally:
         close()

@@ -256,6 +256,12 @@ def jar(browser: httpx.Client) -> str | None:
     return browser.cookies.get(COOKIE)
 
 
+def warned(caplog: pytest.LogCaptureFixture) -> bool:
+    """Whether the race WARNING went out on the ``dce_session`` logger."""
+    return any(r.name == "dce_session" and r.levelno == logging.WARNING
+               and "ended by another request" in r.getMessage() for r in caplog.records)
+
+
 # -- Starlette's settings ------------------------------------------------------------------
 
 
@@ -588,7 +594,28 @@ def test_a_login_in_another_tab_is_never_undone(
         assert store.exists(f"dcesid:{first}") == 0
         if slow_path == "/slow":  # it had changes: dropped, with a warning
             assert stored(store, fresh)["a"] == '"before"'
-            assert any("ended by another request" in r.getMessage() for r in caplog.records)
+            assert warned(caplog)
+
+
+@pytest.mark.parametrize("slow_path", ["/slow", "/slow-read"])
+def test_a_logout_in_another_tab_is_never_undone(
+        serve: Callable[..., httpx.Client],
+        make_manager: Callable[..., dce_session.asyncio.SessionManager],
+        store: redis.Redis, caplog: pytest.LogCaptureFixture, slow_path: str) -> None:
+    for _ in range(3):  # the same interleaving, several times
+        store.flushdb()
+        caplog.clear()
+        manager = make_manager()
+        with caplog.at_level(logging.WARNING, logger="dce_session"):
+            browser, first, slow, logout = _two_tabs(serve, manager, slow_path,
+                                                     lambda b: b.post("/clear"))
+        assert_expired(logout)
+        assert slow.status_code == 200
+        assert set_cookies(slow) == []  # no cookie that would bring a session back
+        assert jar(browser) is None  # logged out, and stays so
+        assert live_keys(store) == []  # the slow tab's changes did not revive it
+        assert store.exists(f"dcesid:{first}") == 0
+        assert warned(caplog) == (slow_path == "/slow")  # only a change is worth a warning
 
 
 def test_the_race_test_catches_a_naive_cookie_rule(
@@ -639,6 +666,51 @@ def test_a_websocket_reads_and_writes_the_session(web: httpx.Client, store: redi
             ws.recv(timeout=10)
     assert web.get("/values").json() == {"a": 1, "b": 2}
     assert stored(store, sid) == {"a": "1", "b": "2"}
+
+
+def test_rotation_runs_at_the_websocket_handshake_and_its_reply_carries_the_cookie(
+        serve: Callable[..., httpx.Client],
+        make_manager: Callable[..., dce_session.asyncio.SessionManager],
+        store: redis.Redis) -> None:
+    now = [1_700_000_000.0]
+    manager = make_manager(renew=RenewPolicy(interval_seconds=600), clock=lambda: now[0])
+    browser = serve(build_app(manager), manager)
+    old = new_sid(browser.post("/put", json={"a": 1}))
+    with _ws(browser, "/ws") as ws:  # before the interval: same sid, no cookie
+        assert ws.response.headers.get_all("set-cookie") == []
+        assert json.loads(ws.recv(timeout=10)) == {"a": 1}
+        ws.send(json.dumps({}))
+    now[0] += 601
+    with _ws(browser, "/ws") as ws:
+        [header] = ws.response.headers.get_all("set-cookie")
+        name, sid, attrs = attributes(header)
+        assert (name, attrs["max-age"]) == (COOKIE, str(FOURTEEN_DAYS))
+        assert sid != old
+        assert json.loads(ws.recv(timeout=10)) == {"a": 1}  # the data moved with it
+        ws.send(json.dumps({"b": 2}))
+        with pytest.raises(websockets.ConnectionClosed):
+            ws.recv(timeout=10)
+    assert stored(store, old)["$newid"] == sid  # rotated, not a fresh session
+    assert stored(store, sid) == {"a": "1", "b": "2"}  # the socket wrote to the new sid
+    browser.cookies.set(COOKIE, sid)  # what the browser does with the handshake's cookie
+    assert browser.get("/values").json() == {"a": 1, "b": 2}
+
+
+def test_without_renew_the_websocket_handshake_sends_no_cookie(
+        serve: Callable[..., httpx.Client],
+        make_manager: Callable[..., dce_session.asyncio.SessionManager],
+        store: redis.Redis) -> None:
+    """Negative control of the test above: the cookie is the rotation's, not a habit."""
+    now = [1_700_000_000.0]
+    manager = make_manager(clock=lambda: now[0])
+    browser = serve(build_app(manager), manager)
+    old = new_sid(browser.post("/put", json={"a": 1}))
+    now[0] += 601
+    with _ws(browser, "/ws") as ws:
+        assert ws.response.headers.get_all("set-cookie") == []
+        assert json.loads(ws.recv(timeout=10)) == {"a": 1}
+        ws.send(json.dumps({}))
+    assert "$newid" not in stored(store, old)
 
 
 def test_a_websocket_without_a_session_writes_nothing(web: httpx.Client, trips: RoundTrips,
@@ -766,5 +838,5 @@ def test_a_judged_sid_is_no_session_and_its_cookie_is_left_alone(
     assert response.status_code == 200
     assert response.json() == {"b": 2}  # the view saw no session
     assert set_cookies(response) == []  # nothing that could replace the browser's sid
-    assert any("ended by another request" in r.getMessage() for r in caplog.records)
+    assert warned(caplog)
     assert browser.get("/values").json() == {"a": 1}  # the change was dropped

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import enum
 import json
+import logging
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ __all__ = [
     "cookie",
     "decode",
     "half_age_passed",
+    "interrupted",
     "jsonable",
     "reserved_fields",
     "ttl_minutes",
@@ -55,6 +57,10 @@ __all__ = [
 MAX_TTL_MINUTES = 0xFFFF
 
 _JSON_SCALARS = (str, int, float, bool, type(None))
+
+logger = logging.getLogger("dce_session")
+_INTERRUPTED = ("session %s was ended by another request (a login, logout or rotation "
+                "elsewhere); this request's session changes are dropped and no cookie is sent")
 
 
 def ttl_minutes(lifetime: float | timedelta | None, *, setting: str) -> int | None:
@@ -186,16 +192,35 @@ class Snapshot:
     count, and an equal value re-assigned is not rewritten. A loaded value
     still in the mapping (the same object, maybe edited in place) is compared
     by its JSON text first, at C speed; only values that differ, or were
-    replaced, go through ``to_store``.
+    replaced, go through ``to_store``. An unchanged scalar (the same immutable
+    object) is not even encoded.
+
+    ``texts``: the stored JSON texts of the values (``Session.raw()``, free
+    once the values are loaded). They stand for the loaded values, so loading
+    encodes nothing; a text that another writer spaced or ordered differently
+    from ours is re-encoded only if the value's own text differs from it.
+
+    >>> loaded = {"cart": [1, 2], "n": 1}
+    >>> snapshot = Snapshot(loaded, texts={"cart": "[1, 2]", "n": "1"})
+    >>> loaded["cart"].append(3)
+    >>> snapshot.changes(loaded).set
+    {'cart': [1, 2, 3]}
     """
 
     __slots__ = ("_loaded", "_to_store")
 
     def __init__(self, stored: Mapping[str, Any] | None = None,
-                 to_store: Callable[[Any], Any] | None = None) -> None:
+                 to_store: Callable[[Any], Any] | None = None,
+                 texts: Mapping[str, str] | None = None) -> None:
         self._to_store = to_store
-        self._loaded: dict[str, tuple[Any, str | None]] = {
-            key: (value, canonical(value)) for key, value in (stored or {}).items()}
+        #: key -> (loaded value, its JSON text or None, whether that text is ours)
+        self._loaded: dict[str, tuple[Any, str | None, bool]]
+        if texts is None:
+            self._loaded = {key: (value, canonical(value), True)
+                            for key, value in (stored or {}).items()}
+        else:
+            self._loaded = {key: (value, texts.get(key), False)
+                            for key, value in (stored or {}).items()}
 
     def __contains__(self, key: object) -> bool:
         return key in self._loaded
@@ -206,6 +231,22 @@ class Snapshot:
     def stored_form(self, value: Any) -> Any:
         """The JSON value written for ``value``."""
         return value if self._to_store is None else self._to_store(value)
+
+    def _is_stored(self, key: str, text: str | None) -> bool:
+        """Whether ``text`` (our JSON of a value) is what the snapshot holds for ``key``."""
+        value, loaded, ours = self._loaded[key]
+        if text is None or loaded is None:
+            return False
+        if text == loaded:
+            return True
+        if ours:
+            return False
+        try:  # another writer's text: compare ours with ours
+            mine = canonical(decode(loaded))
+        except ValueError:
+            mine = None
+        self._loaded[key] = (value, mine, True)
+        return text == mine
 
     def changes(self, current: Mapping[str, Any], *, keep: Iterable[str] = ()) -> Changes:
         """The values of ``current`` that differ from the snapshot, and the loaded
@@ -218,11 +259,13 @@ class Snapshot:
         loaded = self._loaded
         for key, value in current.items():
             entry = loaded.get(key)
-            if entry is not None and value is entry[0] and entry[1] is not None \
-                    and canonical(value) == entry[1]:
-                continue  # the loaded object, its JSON unchanged
+            if entry is not None and value is entry[0]:
+                if type(value) in _JSON_SCALARS and entry[1] is not None:
+                    continue  # the loaded immutable object itself
+                if self._is_stored(key, canonical(value)):
+                    continue  # the loaded object, its JSON unchanged
             stored = self.stored_form(value)
-            if entry is None or entry[1] is None or canonical(stored) != entry[1]:
+            if entry is None or not self._is_stored(key, canonical(stored)):
                 written[key] = stored
         kept = set(keep)
         removed = [key for key in loaded if key not in current and key not in kept]
@@ -231,7 +274,7 @@ class Snapshot:
     def apply(self, changes: Changes) -> None:
         """Record that ``changes`` were written."""
         for key, value in changes.set.items():
-            self._loaded[key] = (value, canonical(value))
+            self._loaded[key] = (value, canonical(value), True)
         for key in changes.delete:
             self._loaded.pop(key, None)
 
@@ -274,6 +317,13 @@ def cookie(*, presented: str | None, sid: str, stored: bool, ended: bool = False
     if ended and presented is not None:
         return Cookie.EXPIRE
     return Cookie.LEAVE
+
+
+def interrupted(presented: str | None) -> None:
+    """Log that another request ended this request's session (a WARNING on the
+    ``dce_session`` logger, the sid shortened): Flask's and Starlette's way of
+    dropping the changes (Django raises ``SessionInterrupted`` instead)."""
+    logger.warning(_INTERRUPTED, "(none)" if presented is None else f"{presented[:6]}…")
 
 
 def half_age_passed(created_at: int, max_age: int | None, now: float) -> bool:

@@ -96,6 +96,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.cache import patch_vary_headers
 from django.utils.http import http_date
 
+from dce_session import Session, SessionManager
 from dce_session.core import is_valid_sid
 from dce_session.errors import ConfigError, SerializationError, SessionDestroyed
 from dce_session.integrations._common import (
@@ -107,7 +108,6 @@ from dce_session.integrations._common import (
     ttl_minutes,
     user_values,
 )
-from dce_session.session import Session, SessionManager
 
 __all__ = ["CreateError", "SessionMiddleware", "SessionStore", "UpdateError", "get_manager",
            "reset_manager"]
@@ -286,16 +286,18 @@ class SessionStore(SessionBase):
             return {}
         session = self.dce
         values: dict[str, Any] = {}
+        texts = None
         try:
             if session.manager.renew is not None:
                 session.try_renew()
             values = _values(session)
+            texts = session.raw()  # loaded already: no round trip
         except SessionDestroyed:  # judged: the browser moved on; nothing of ours goes out
             self._interrupted = True
         if session.newborn:  # unknown to the store: never adopted
             self._dce, self._key = None, None
             return {}
-        self._snapshot = Snapshot(values, to_store=jsonable)
+        self._snapshot = Snapshot(values, to_store=jsonable, texts=texts)
         values.pop(MARKER, None)
         return values
 
@@ -427,7 +429,7 @@ class SessionStore(SessionBase):
             return
         if unread:  # the regenerate brought the data back: no read of our own
             values = _values(session)
-            self._snapshot = Snapshot(values, to_store=jsonable)
+            self._snapshot = Snapshot(values, to_store=jsonable, texts=session.raw())
             values.pop(MARKER, None)
             self._session_cache = values
         self.modified = True

@@ -74,7 +74,6 @@ Behaviour:
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, overload
@@ -84,19 +83,20 @@ from flask.sessions import SessionInterface as _FlaskSessionInterface
 from flask.sessions import SessionMixin
 from werkzeug.datastructures import CallbackDict
 
+from dce_session import Session as DceSession
+from dce_session import SessionManager
 from dce_session.core import is_valid_sid
 from dce_session.errors import ConfigError, SerializationError, SessionDestroyed
 from dce_session.integrations._common import (
     Cookie,
     Snapshot,
     cookie,
+    interrupted,
     jsonable,
     reserved_fields,
     ttl_minutes,
     user_values,
 )
-from dce_session.session import Session as DceSession
-from dce_session.session import SessionManager
 
 if TYPE_CHECKING:
     from _collections_abc import dict_items, dict_keys, dict_values
@@ -106,12 +106,8 @@ if TYPE_CHECKING:
 
 __all__ = ["FlaskSession", "SessionInterface"]
 
-logger = logging.getLogger("dce_session")
-
 _MISSING: Any = object()
 _PERMANENT = "_permanent"  # the key Flask's SessionMixin.permanent keeps
-_RACE = ("session %s was ended by another request (a login, logout or rotation elsewhere); "
-         "this request's session changes are dropped and no cookie is sent")
 
 
 def untag(serializer: TaggedJSONSerializer, value: Any) -> Any:
@@ -184,14 +180,16 @@ class FlaskSession(CallbackDict[str, Any], SessionMixin):
         self.loaded = True
         dce = self.dce
         stored: dict[str, Any] = {}
+        texts = None
         if not dce.newborn:
             try:
                 if dce.manager.renew is not None:
                     dce.try_renew()
                 stored = _values(dce)
+                texts = dce.raw()  # loaded already: no round trip
             except SessionDestroyed:  # judged: the browser moved on to a newer sid
                 self._race()
-        self.snapshot = Snapshot(stored, to_store=self.interface.to_store)
+        self.snapshot = Snapshot(stored, to_store=self.interface.to_store, texts=texts)
         serializer = self.interface.serializer
         for key, value in stored.items():
             if not dict.__contains__(self, key):
@@ -199,7 +197,7 @@ class FlaskSession(CallbackDict[str, Any], SessionMixin):
 
     def _race(self) -> None:
         self.interrupted = True
-        logger.warning(_RACE, f"{(self.presented or '')[:6]}…")
+        interrupted(self.presented)
 
     def _check(self, key: object) -> str:
         if not isinstance(key, str):

@@ -56,7 +56,7 @@ What a request does
   raises :class:`SessionNotLoaded` before that, and a request that never
   loads makes no Redis call, so it is unaffected by a Redis outage.
 - **Rotation.** With ``renew=`` on the manager, loading runs ``try_renew()``
-  first; a new sid goes out as the cookie.
+  first (http and websocket); a new sid goes out as the cookie.
 - **Saving**, when the response starts: only the keys whose value changed
   (in-place edits included) and the removed ones, in one ``update``. An
   unknown sid is never adopted: a write goes to a fresh sid.
@@ -71,13 +71,14 @@ What a request does
   another tab, a rotation judgment), this request's changes are dropped with
   a WARNING on the ``dce_session`` logger, the response is the view's, and no
   cookie is sent: the browser keeps the newer one.
-- Websockets load the same way at the handshake (no rotation: no cookie can
-  be sent); changes to a stored session are saved when the endpoint returns.
+- Websockets load the same way at the handshake, rotation included: the
+  handshake's reply (``websocket.accept``) carries the cookie of a new sid.
+  Changes to a stored session are saved when the endpoint returns (no cookie
+  can go out then, so a session not stored at the handshake is not saved).
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal, NoReturn
 
@@ -94,6 +95,7 @@ from dce_session.integrations._common import (
     Snapshot,
     cookie,
     half_age_passed,
+    interrupted,
     reserved_fields,
     ttl_minutes,
     user_values,
@@ -109,12 +111,8 @@ __all__ = [
     "regenerate_session_id",
 ]
 
-logger = logging.getLogger("dce_session")
-
 _SAME_SITE = ("lax", "strict", "none")
 _HANDLER = "dce_session.handler"
-_RACE = ("session %s was ended by another request (a login, logout or rotation elsewhere); "
-         "this request's session changes are dropped and no cookie is sent")
 
 
 class SessionNotLoaded(RuntimeError):
@@ -203,18 +201,18 @@ class _Handler:
         if self.loaded:
             return
         self.loaded = True
-        session, values = self.session, {}
+        session, values, texts = self.session, {}, None
         if not session.newborn:  # a well-formed sid: ask the store
             try:
-                if session.manager.renew is not None and self.scope["type"] == "http":
+                if session.manager.renew is not None:
                     await session.try_renew()
                 values = await _values(session)
+                texts = await session.raw()  # loaded already: no round trip
             except SessionDestroyed:  # judged: the browser moved on to a newer sid
-                self.interrupted = True
-                logger.warning(_RACE, _short(self.presented))
+                self._race()
             if session.newborn:  # unknown to the store: a fresh session of our lifetime
                 self._replace(self.middleware.manager.new(self.middleware.ttl))
-        self.snapshot = Snapshot(values)
+        self.snapshot = Snapshot(values, texts=texts)
         self.scope["session"] = SessionMapping(self.middleware.reserved, values)
 
     async def save(self) -> bool:
@@ -253,7 +251,7 @@ class _Handler:
 
     def _race(self) -> None:
         self.interrupted = True
-        logger.warning(_RACE, _short(self.presented))
+        interrupted(self.presented)
 
     async def finish(self) -> Cookie:
         """Save, then decide the cookie (http: when the response starts)."""
@@ -277,10 +275,6 @@ async def _values(session: Session) -> dict[str, Any]:
         return await session.data()
     except SerializationError:  # another program's field: neither shown nor written
         return user_values(await session.raw(), reserved_fields(session.manager))
-
-
-def _short(sid: str | None) -> str:
-    return "(none)" if sid is None else f"{sid[:6]}…"
 
 
 def _handler(connection: HTTPConnection) -> _Handler:
@@ -387,7 +381,20 @@ class SessionMiddleware:
             await handler.load()
 
         if scope["type"] == "websocket":
-            await self.app(scope, receive, send)
+            async def accept_with_cookie(message: Message) -> None:
+                if message["type"] == "websocket.accept" and handler.loaded:
+                    # the handshake's reply carries the cookie of a rotated or
+                    # forwarded sid (nothing is saved yet: that waits for the end)
+                    session = handler.session
+                    action = cookie(presented=handler.presented, sid=session.id,
+                                    stored=session.stored, interrupted=handler.interrupted)
+                    header = self.set_cookie(scope, action, session.id)
+                    if header is not None:
+                        message = {**message, "headers": [
+                            *message.get("headers", ()), (b"set-cookie", header.encode())]}
+                await send(message)
+
+            await self.app(scope, receive, accept_with_cookie)
             if handler.session.stored:
                 await handler.save()
             return

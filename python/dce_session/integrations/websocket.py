@@ -85,8 +85,8 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisClusterException, RedisError
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from dce_session._core import is_valid_sid
 from dce_session.asyncio import Connection, Presence, Session, SessionEvent, SessionManager
+from dce_session.core import is_valid_sid
 from dce_session.errors import StoreError
 
 __all__ = ["ENDING_EVENTS", "Delivery", "SocketHub", "SocketSession", "default_server"]
