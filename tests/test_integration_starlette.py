@@ -520,14 +520,21 @@ def test_destroy_through_the_session_expires_the_cookie(web: httpx.Client,
     assert store.exists(f"dcesid:{sid}") == 0
 
 
-def test_rotation_runs_in_the_middleware_when_the_manager_has_renew(
-        serve: Callable[..., httpx.Client],
-        make_manager: Callable[..., dce_session.asyncio.SessionManager],
-        store: redis.Redis) -> None:
+@pytest.fixture
+def renewing(serve: Callable[..., httpx.Client],
+             make_manager: Callable[..., dce_session.asyncio.SessionManager],
+             ) -> tuple[list[float], httpx.Client, str]:
+    """A browser on an app whose manager rotates every 600 s (clock ``now``),
+    holding a session with a=1: (now, browser, its sid)."""
     now = [1_700_000_000.0]
     manager = make_manager(renew=RenewPolicy(interval_seconds=600), clock=lambda: now[0])
     browser = serve(build_app(manager), manager)
-    old = new_sid(browser.post("/put", json={"a": 1}))
+    return now, browser, new_sid(browser.post("/put", json={"a": 1}))
+
+
+def test_rotation_runs_in_the_middleware_when_the_manager_has_renew(
+        renewing: tuple[list[float], httpx.Client, str], store: redis.Redis) -> None:
+    now, browser, old = renewing
     assert set_cookies(browser.get("/values")) == []
     now[0] += 601
     response = browser.get("/values")  # the view never calls try_renew
@@ -669,13 +676,8 @@ def test_a_websocket_reads_and_writes_the_session(web: httpx.Client, store: redi
 
 
 def test_rotation_runs_at_the_websocket_handshake_and_its_reply_carries_the_cookie(
-        serve: Callable[..., httpx.Client],
-        make_manager: Callable[..., dce_session.asyncio.SessionManager],
-        store: redis.Redis) -> None:
-    now = [1_700_000_000.0]
-    manager = make_manager(renew=RenewPolicy(interval_seconds=600), clock=lambda: now[0])
-    browser = serve(build_app(manager), manager)
-    old = new_sid(browser.post("/put", json={"a": 1}))
+        renewing: tuple[list[float], httpx.Client, str], store: redis.Redis) -> None:
+    now, browser, old = renewing
     with _ws(browser, "/ws") as ws:  # before the interval: same sid, no cookie
         assert ws.response.headers.get_all("set-cookie") == []
         assert json.loads(ws.recv(timeout=10)) == {"a": 1}
@@ -819,13 +821,9 @@ def test_a_rotated_sid_in_its_grace_period_is_forwarded_and_the_cookie_resent(
 
 
 def test_a_judged_sid_is_no_session_and_its_cookie_is_left_alone(
-        serve: Callable[..., httpx.Client],
-        make_manager: Callable[..., dce_session.asyncio.SessionManager],
-        store: redis.Redis, caplog: pytest.LogCaptureFixture) -> None:
-    now = [1_700_000_000.0]
-    manager = make_manager(renew=RenewPolicy(interval_seconds=600), clock=lambda: now[0])
-    browser = serve(build_app(manager), manager)
-    old = new_sid(browser.post("/put", json={"a": 1}))
+        renewing: tuple[list[float], httpx.Client, str], store: redis.Redis,
+        caplog: pytest.LogCaptureFixture) -> None:
+    now, browser, old = renewing
     now[0] += 601
     successor = new_sid(browser.get("/values"))  # rotated by the middleware
     now[0] += 121  # past the grace period; the browser moved on, an old tab did not
