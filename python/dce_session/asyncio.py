@@ -19,7 +19,14 @@ from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
 from dce_session import errors
 from dce_session._flows import Call, ConnectionCore, Flow, ManagerCore, RenewPolicy, SessionCore
-from dce_session._flows.calls import Pipeline, store_error
+from dce_session._flows.calls import (
+    MIGRATION_PAUSES,
+    Command,
+    Pipeline,
+    ScriptCall,
+    slot_migrating,
+    store_error,
+)
 from dce_session._flows.connection import (
     BEAT_SECONDS,
     LAPSE_SECONDS,
@@ -48,23 +55,33 @@ async def _pipeline(client: Any, call: Pipeline) -> list[Any]:
             for args, key in zip(call.commands, call.keys, strict=True):
                 pipe.execute_command(*args, **({"target_nodes": route(key)} if route else {}))
             return list(await pipe.execute(raise_on_error=False))
-    except (RedisError, RedisClusterException) as error:  # cluster errors are no RedisError
+    except Exception as error:  # whatever the client raised (cluster errors are no RedisError)
         raise store_error(error) from error
+
+
+async def _execute(client: Any, call: ScriptCall | Command) -> Any:
+    try:
+        return await client.execute_command(*call.wire())
+    except NoScriptError:
+        fallback = call.fallback()
+        if fallback is None:
+            raise
+        return await client.execute_command(*fallback)
 
 
 async def _send(client: Any, call: Call) -> Any:
     if isinstance(call, Pipeline):
         return await _pipeline(client, call)
-    try:
+    pauses = iter(MIGRATION_PAUSES)
+    while True:
         try:
-            return await client.execute_command(*call.wire())
-        except NoScriptError:
-            fallback = call.fallback()
-            if fallback is None:
-                raise
-            return await client.execute_command(*fallback)
-    except (RedisError, RedisClusterException) as error:  # cluster errors are no RedisError
-        raise store_error(error) from error
+            return await _execute(client, call)
+        except Exception as error:  # whatever the client raised (cluster errors are no RedisError)
+            pause = next(pauses, None) if slot_migrating(error) else None
+            if pause is None:
+                raise store_error(error) from error
+            log.debug("slot moving (%s): sent again in %g s", error, pause)
+        await asyncio.sleep(pause)
 
 
 async def run(client: Any, flow: Flow[T]) -> T:

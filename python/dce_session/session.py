@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
@@ -24,7 +25,14 @@ import redis.cluster
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError, SlotNotCoveredError
 
 from dce_session._flows import Call, ConnectionCore, Flow, ManagerCore, SessionCore
-from dce_session._flows.calls import Pipeline, store_error
+from dce_session._flows.calls import (
+    MIGRATION_PAUSES,
+    Command,
+    Pipeline,
+    ScriptCall,
+    slot_migrating,
+    store_error,
+)
 from dce_session._flows.connection import (
     BEAT_SECONDS,
     LAPSE_SECONDS,
@@ -51,25 +59,35 @@ def _pipeline(client: Any, call: Pipeline) -> list[Any]:
             for args, key in zip(call.commands, call.keys, strict=True):
                 pipe.execute_command(*args, **({"target_nodes": route(key)} if route else {}))
             return list(pipe.execute(raise_on_error=False))
-    except (RedisError, RedisClusterException) as error:  # cluster errors are no RedisError
+    except Exception as error:  # whatever the client raised (cluster errors are no RedisError)
         raise store_error(error) from error
+
+
+def _execute(client: Any, call: ScriptCall | Command) -> Any:
+    try:
+        return client.execute_command(*call.wire())
+    except NoScriptError:
+        fallback = call.fallback()
+        if fallback is None:
+            raise
+        return client.execute_command(*fallback)
 
 
 def _send(client: Any, call: Call) -> Any:
     if isinstance(call, Pipeline):
         return _pipeline(client, call)
-    try:
+    pauses = iter(MIGRATION_PAUSES)
+    while True:
         try:
-            return client.execute_command(*call.wire())
-        except NoScriptError:
-            fallback = call.fallback()
-            if fallback is None:
-                raise
-            return client.execute_command(*fallback)
-    except (RedisError, RedisClusterException) as error:  # cluster errors are no RedisError
-        if isinstance(error, SlotNotCoveredError) and hasattr(client, "nodes_manager"):
-            client.nodes_manager.initialize()  # the blocking client would keep a stale slot map
-        raise store_error(error) from error
+            return _execute(client, call)
+        except Exception as error:  # whatever the client raised (cluster errors are no RedisError)
+            pause = next(pauses, None) if slot_migrating(error) else None
+            if pause is None:
+                if isinstance(error, SlotNotCoveredError) and hasattr(client, "nodes_manager"):
+                    client.nodes_manager.initialize()  # else it keeps a stale slot map
+                raise store_error(error) from error
+            log.debug("slot moving (%s): sent again in %g s", error, pause)
+        time.sleep(pause)
 
 
 def run(client: Any, flow: Flow[T]) -> T:

@@ -14,7 +14,7 @@ import json
 from collections.abc import Generator
 from typing import Any, NamedTuple, TypeVar
 
-from redis.exceptions import NoScriptError
+from redis.exceptions import ClusterError, NoScriptError, ResponseError, TryAgainError
 
 from dce_session import _scripts
 from dce_session._core import Stored
@@ -69,6 +69,27 @@ def store_error(error: BaseException) -> StoreError:
     wrapped = StoreError(f"Redis failed ({type(error).__name__}): {error}")
     wrapped.__cause__ = error
     return wrapped
+
+
+#: Seconds to wait before each new attempt at a call whose slot is being
+#: migrated (:func:`slot_migrating`); about 0.8 s in all, on top of redis-py's
+#: own TRYAGAIN attempts. The drivers sleep; the call is sent again as is.
+MIGRATION_PAUSES = (0.01, 0.02, 0.05, 0.1, 0.2, 0.4)
+
+
+def slot_migrating(error: BaseException) -> bool:
+    """Whether ``error`` says the call's hash slot is moving between cluster
+    nodes and nothing ran, so that sending the call again is its first run:
+    ``TRYAGAIN`` (a script over keys of which only some have moved yet,
+    which redis-py retries briefly and then reports as ``TTL exhausted``),
+    or a script that found a key it does not declare (its replay record)
+    missing on the node the slot is leaving. Every script reads such keys
+    before its first write (see ``write.lua``), so it stopped unchanged."""
+    if isinstance(error, TryAgainError):
+        return True
+    if isinstance(error, ClusterError):
+        return "TTL exhausted" in str(error)
+    return isinstance(error, ResponseError) and "non local key" in str(error)
 
 
 def batch(calls: list[ScriptCall | Command]) -> Flow[list[Any]]:

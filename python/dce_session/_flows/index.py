@@ -122,16 +122,26 @@ class ClusterIndexSteps(IndexSteps):
         """SMEMBERS the index (1 round trip); one script per listed session,
         all in one pipeline (1 round trip per node: check it is still a live
         session of that uid, then act); SREM the sids found dead or logged
-        out (1). ``(sid, Checked)`` of the live ones. A session whose node
-        failed is neither acted on nor pruned: ``StoreError`` for the actions
-        (sync, logout) after the rest is done, a WARNING for the checks."""
+        out (1). ``(sid, Checked)`` of the live ones. The steps that failed
+        are sent once more (one more round trip per node concerned; acting
+        again changes nothing, though a step whose reply was lost after it
+        ran is then counted as gone). A
+        session whose node failed twice is neither acted on nor pruned:
+        ``StoreError`` for the actions (sync, logout) after the rest is
+        done, a WARNING for the checks."""
         s = self.settings
         index = f"{s.user_prefix}:{uid}"
         sids = sorted(text(sid) for sid in (yield Command(("SMEMBERS", index))))
-        replies = (yield from batch([ScriptCall(
+        steps: list[ScriptCall | Command] = [ScriptCall(
             _scripts.EACH_SESSION, (session_key(s.sid_name, sid),),
             (uid, s.user_field, s.uid_field, s.new_sid_field, s.events_channel, sid, action,
-             *extra)) for sid in sids])) if sids else []
+             *extra)) for sid in sids]
+        replies = (yield from batch(steps)) if steps else []
+        again = [at for at, reply in enumerate(replies) if isinstance(reply, StoreError)]
+        if again:  # once more (the client has re-read the slot map): a failover, a reconnect
+            for at, reply in zip(again, (yield from batch([steps[at] for at in again])),
+                                 strict=True):
+                replies[at] = reply
         live: list[tuple[str, Checked]] = []
         gone: list[str] = []
         failed: list[StoreError] = []
@@ -150,7 +160,8 @@ class ClusterIndexSteps(IndexSteps):
                            (index,) * len(slices))
         if failed and action in ("sync", "logout"):
             raise StoreError(f"{action} reached {len(live)} session(s) of uid {uid}; "
-                             f"{len(failed)} could not be reached: {failed[0]}") from failed[0]
+                             f"{len(failed)} could not be reached: {failed[0]}") \
+                from failed[0].__cause__
         if failed:
             log.warning("uid %s: %d session(s) could not be checked and are left out (%s)",
                         uid, len(failed), failed[0])

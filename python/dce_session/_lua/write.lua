@@ -20,7 +20,9 @@
 --         write is HSET + EXPIRE, nothing more; values are
 --         stored as the strings given, in slices (any number of fields); a
 --         forwarded write does not touch the successor; a replay returns
---         the first execution's deleted count.
+--         the first execution's deleted count. The replay record (a key
+--         not in KEYS) is read before the first write: on a slot being
+--         migrated a missing one fails the script before it changed anything.
 local S = session_header()
 local mode, fallback_sid, fallback_ttl, wants_touch, wants_fields, record =
   ARGV[HEADER + 1], ARGV[HEADER + 2], tonumber(ARGV[HEADER + 3]), ARGV[HEADER + 4],
@@ -28,6 +30,9 @@ local mode, fallback_sid, fallback_ttl, wants_touch, wants_fields, record =
 local binding = binding_args(HEADER + 7)
 local pairs_count = tonumber(ARGV[HEADER + 13])
 local first = HEADER + 14
+local set_end = first - 1 + 2 * pairs_count
+local earlier = nil
+if #ARGV > set_end then earlier = replayed(record) end  -- deletions: their count is recorded
 local at, state
 if mode == 'create' then  -- a newborn's own fresh key: nothing to resolve
   at, state = {key = S.key, sid = S.sid, ttl = S.ttl, fresh = true}, LIVE
@@ -39,7 +44,6 @@ else
     at, state = {key = KEYS[2], sid = fallback_sid, ttl = fallback_ttl, fresh = true}, FALLBACK
   end
 end
-local set_end = first - 1 + 2 * pairs_count
 local sets, deletions = {}, {}
 for index = first, set_end do sets[#sets + 1] = ARGV[index] end
 for index = set_end + 1, #ARGV do deletions[#deletions + 1] = ARGV[index] end
@@ -50,7 +54,6 @@ if #deletions > 0 then
   in_slices(function(list, from, to)
     deleted = deleted + redis.call('HDEL', at.key, unpack(list, from, to))
   end, deletions)
-  local earlier = replayed(record)
   if earlier then deleted = tonumber(earlier) elseif deleted > 0 then remember(record, deleted) end
   exists = redis.call('EXISTS', at.key)
 end
