@@ -183,6 +183,10 @@ async def test_login_moves_and_indexes(manager: Any, cluster: Any, call: Any) ->
     again = await call(manager.open(new).login({"id": 43}))
     assert cluster.smembers("dceusmap:42") == set()
     assert cluster.smembers("dceusmap:43") == {again}
+    late = manager.open(old)  # the old sid's side key shares its slot
+    assert await call(late.get("cart")) is None
+    assert late.replaced
+    assert cluster.keyslot(f"dcesid~replaced:{{dcesid:{old}}}") == cluster.keyslot(f"dcesid:{old}")
 
 
 async def test_regenerate_and_auto_login(manager: Any, cluster: Any, call: Any) -> None:

@@ -710,6 +710,35 @@ def test_another_tabs_login_or_logout_is_never_undone(store: redis.Redis, slow_p
                 assert live_keys(store) == []
 
 
+@pytest.mark.parametrize("late", ["/get/a", "/set/b/2"])
+@pytest.mark.parametrize("replaced", [True, False])
+def test_a_request_arriving_after_another_tabs_login_never_undoes_it(
+        client: Client, store: redis.Redis, late: str, replaced: bool) -> None:
+    """A request sent with the old cookie before the login's reply arrived, run
+    after the login: a write is ``SessionInterrupted`` (400, nothing written),
+    a read sees an empty session, and neither sends a cookie. Negative control
+    (``replaced=False``): a sid that simply expired gets a new session."""
+    old = client.get("/set/a/before").cookies[COOKIE].value
+    if replaced:
+        assert client.get("/cycle").cookies[COOKIE].value != old
+    else:
+        store.delete(key_of(old))
+    before = live_keys(store)
+    stale = Client()
+    stale.cookies[COOKIE] = old
+    response = stale.get(late)
+    writes = late.startswith("/set")
+    if replaced or not writes:
+        assert response.status_code == (400 if writes else 200)
+        assert COOKIE not in response.cookies
+        assert live_keys(store) == before
+        if replaced:
+            assert client.get("/get/a").json() == {"value": "before"}  # the login stands
+    else:
+        assert response.status_code == 200
+        assert response.cookies[COOKIE].value != old
+
+
 def test_the_race_test_catches_a_naive_save(monkeypatch: pytest.MonkeyPatch,
                                             store: redis.Redis) -> None:
     """Negative control: a save that writes to a fresh sid when the old one is

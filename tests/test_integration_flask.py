@@ -89,6 +89,11 @@ def build_app(manager: SessionManager, gate: Gate | None = None,
         del session[key]
         return ""
 
+    @app.post("/bump/<key>")
+    def bump(key: str) -> str:
+        session[key] = session.get(key, 0) + 1
+        return ""
+
     @app.post("/append/<key>/<item>")
     def append(key: str, item: str) -> str:
         session[key].append(item)  # nested change: Flask would need modified = True
@@ -723,6 +728,45 @@ def test_another_tabs_login_or_logout_is_never_undone(
                 assert "session" not in browser.cookies  # logged out, and stays so
                 assert live_keys(store) == []  # the slow tab did not bring it back
             assert warned(caplog) == (slow_path == "/slow")  # a change was dropped
+
+
+@pytest.mark.parametrize("late", ["write", "read-then-write", "read"])
+@pytest.mark.parametrize("replaced", [True, False])
+def test_a_request_arriving_after_another_tabs_login_never_undoes_it(
+    app: flask.Flask, store: redis.Redis, caplog: pytest.LogCaptureFixture,
+    late: str, replaced: bool
+) -> None:
+    """A request sent with the old cookie before the login's reply arrived, run
+    after the login: nothing written, no cookie (the browser keeps the login).
+    Negative control (``replaced=False``): a sid that simply expired gets a new
+    session and its cookie, so the test can tell the two apart."""
+    browser = app.test_client()
+    old = start(browser, a=1)
+    if replaced:
+        assert browser.post("/login", json={"id": 3}).status_code == 200
+    else:
+        store.delete(f"dcesid:{old}")
+    before = live_keys(store)
+    stale = app.test_client()
+    stale.set_cookie("session", old)
+    with caplog.at_level(logging.WARNING, logger="dce_session"):
+        if late == "read":
+            response = stale.get("/read/a")
+        elif late == "write":
+            response = stale.post("/set/b", json=2)
+        else:
+            response = stale.post("/bump/a")  # reads a, then writes
+    assert response.status_code == 200
+    assert warned(caplog) == replaced
+    if replaced or late == "read":
+        assert set_cookie(response) is None
+        assert live_keys(store) == before
+        if replaced:
+            assert browser.get("/read/a").json == {"value": 1}  # still the login's
+    else:
+        cookie = set_cookie(response)
+        assert cookie is not None
+        assert cookie["value"] != old
 
 
 def test_the_race_test_catches_a_naive_cookie_rule(

@@ -625,6 +625,37 @@ def test_a_logout_in_another_tab_is_never_undone(
         assert warned(caplog) == (slow_path == "/slow")  # only a change is worth a warning
 
 
+@pytest.mark.parametrize("late", ["read", "write"])
+@pytest.mark.parametrize("replaced", [True, False])
+def test_a_request_arriving_after_another_tabs_login_never_undoes_it(
+        serve: Callable[..., httpx.Client], manager: dce_session.asyncio.SessionManager,
+        store: redis.Redis, caplog: pytest.LogCaptureFixture, late: str,
+        replaced: bool) -> None:
+    """A request sent with the old cookie before the login's reply arrived, run
+    after the login: nothing written, no cookie. Negative control
+    (``replaced=False``): a sid that simply expired gets a new session."""
+    browser = serve(build_app(manager), manager)
+    old = new_sid(browser.post("/put", json={"a": 1}))
+    if replaced:
+        new_sid(browser.post("/login", json={"id": 3}))
+    else:
+        store.delete(f"dcesid:{old}")
+    before = live_keys(store)
+    with caplog.at_level(logging.WARNING, logger="dce_session"), \
+            httpx.Client(base_url=browser.base_url, cookies={COOKIE: old}) as stale:
+        response = stale.get("/values") if late == "read" else stale.post("/put", json={"b": 2})
+    assert response.status_code == 200
+    assert response.json() == ({} if late == "read" else {"b": 2})  # as for any unknown sid
+    assert warned(caplog) == replaced
+    if replaced or late == "read":
+        assert set_cookies(response) == []
+        assert live_keys(store) == before
+        if replaced:
+            assert browser.get("/user").json() == {"id": 3}  # the login stands
+    else:
+        assert new_sid(response) != old
+
+
 def test_the_race_test_catches_a_naive_cookie_rule(
         serve: Callable[..., httpx.Client], manager: dce_session.asyncio.SessionManager,
         monkeypatch: pytest.MonkeyPatch) -> None:

@@ -262,6 +262,71 @@ async def test_login_through_a_forwarding_sid_ends_both(
     assert await call(manager.sessions_of(78)) == [third]
 
 
+def replaced_key(sid: str) -> str:
+    return f"dcesid~replaced:{{{key(sid)}}}"
+
+
+@pytest.mark.parametrize("how", ["login", "auto_login", "regenerate(destroy_old)"])
+async def test_a_sid_a_login_replaced_says_so_for_the_grace_period(
+        manager: Any, call: Any, store: Any, how: str) -> None:
+    """A request still carrying the old sid after a login elsewhere: newborn as
+    for any unknown sid, and ``replaced`` (its browser holds the new sid)."""
+    sid = await logged_in(manager, call, a=1)
+    tab = manager.open(sid)
+    if how == "login":
+        await call(tab.login({"id": 78}))
+    elif how == "auto_login":
+        await call(tab.auto_login())
+    else:
+        await call(tab.regenerate(destroy_old=True))
+    assert not store.exists(key(sid))
+    assert 0 < store.ttl(replaced_key(sid)) <= GRACE  # the grace of the manager's policy
+    late = manager.open(sid)
+    assert await call(late.get("a")) is None
+    assert late.newborn
+    assert late.replaced
+    assert late.id != sid
+    blind = manager.open(sid)  # a write that reads nothing first says so too
+    await call(blind.set("b", 2))
+    assert blind.newborn
+    assert blind.replaced
+    assert blind.id != sid
+    assert store.hgetall(key(blind.id)) == {"b": "2"}  # the core still writes: newborn
+
+
+async def test_negative_control_sids_nobody_replaced(manager: Any, call: Any,
+                                                     store: Any) -> None:
+    unknown = manager.open(manager.new().id)
+    assert await call(unknown.get("a")) is None
+    assert unknown.newborn
+    assert not unknown.replaced
+    sid = await logged_in(manager, call, a=1)
+    kept = manager.open(sid)
+    await call(kept.regenerate())  # the old sid stays: nothing replaced
+    assert not store.exists(replaced_key(sid))
+    destroyed = manager.open(sid)
+    assert await call(destroyed.destroy()) is True  # an ending is not a replacement
+    late = manager.open(sid)
+    assert await call(late.get("a")) is None
+    assert late.newborn
+    assert not late.replaced
+
+
+async def test_without_renew_a_replaced_sid_reads_so_for_the_default_grace(
+        make_manager: Any, call: Any, store: Any) -> None:
+    manager = make_manager()
+    session = manager.new()
+    await call(session.set("a", 1))
+    sid = session.id
+    await call(session.login(USER))
+    assert 0 < store.ttl(replaced_key(sid)) <= 120
+    store.delete(replaced_key(sid))  # past the grace: an unknown sid like any other
+    late = manager.open(sid)
+    assert await call(late.get("a")) is None
+    assert late.newborn
+    assert not late.replaced
+
+
 # -- 3.7 index membership by uid -------------------------------------------------------------
 
 

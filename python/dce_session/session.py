@@ -111,6 +111,11 @@ class Session(SessionCore):
 
     ``id`` is the sid to send to the client whenever it differs from the
     one the client presented; reads come from one load per object.
+    ``replaced`` is True when the presented sid, found gone, had been replaced
+    by a ``login``/``auto_login``/``regenerate(destroy_old=True)`` less than
+    the grace period ago: the client was most likely sent the new sid, so a
+    web integration should send no cookie for this one (the session itself is
+    newborn as for any unknown sid).
     """
 
     __slots__ = ()

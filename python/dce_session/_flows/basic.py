@@ -40,6 +40,7 @@ class BasicFlows(SessionState):
         """Settle this object on what a load found; True when a session was.
         ``judging`` (try_renew): a rotated sid is left to the judgment."""
         if not found.outcome.acted:
+            self.replaced = self.replaced or found.replaced
             if not judging or found.outcome is Outcome.GONE:
                 self._absent()
             return False
@@ -135,6 +136,7 @@ class BasicFlows(SessionState):
             raise self._destroyed()
         before = self._snapshot
         self._arrived(written.outcome, written.sid, written.fields)
+        self.replaced = self.replaced or written.replaced
         if written.fields is None and before is not None:
             before.update(zip(pairs[::2], pairs[1::2], strict=True))
             for field in deletions:

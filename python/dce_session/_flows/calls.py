@@ -180,13 +180,15 @@ def _uid(item: Any) -> str | None:
 class Found(NamedTuple):
     """``open`` / ``rotate`` / ``judge``: the state of the presented key and,
     when one was acted on, the session (sid, fields). For SUPERSEDED:
-    ``sid`` is the successor and both remaining TTLs are given."""
+    ``sid`` is the successor and both remaining TTLs are given. For GONE:
+    whether a login replaced the sid less than a grace period ago."""
 
     outcome: Outcome
     remaining: int
     sid: str | None = None
     fields: dict[str, str] | None = None
     successor_remaining: int = -2
+    replaced: bool = False
 
     @classmethod
     def parse(cls, reply: list[Any]) -> Found:
@@ -195,7 +197,7 @@ class Found(NamedTuple):
             return cls(outcome, int(reply[1]), text(reply[2]), field_map(reply[3:]))
         if outcome is Outcome.SUPERSEDED:
             return cls(outcome, int(reply[1]), text(reply[2]), None, int(reply[3]))
-        return cls(outcome, int(reply[1]))
+        return cls(outcome, int(reply[1]), replaced=len(reply) > 2 and int(reply[2]) == 1)
 
 
 # -- TOUCH ---------------------------------------------------------------------------
@@ -218,13 +220,14 @@ class Touched(NamedTuple):
 
 class Written(NamedTuple):
     """``write``: where it went (LIVE, FORWARDING, FALLBACK; else nothing was
-    written), fields deleted, whether the key exists after, its TTL before,
-    the sid written, and its fields when asked (always when forwarded)."""
+    written), fields deleted, whether the key exists after, whether a FALLBACK
+    came from a sid a login replaced, the sid written, and its fields when
+    asked (always when forwarded)."""
 
     outcome: Outcome
     deleted: int
     exists: bool
-    remaining: int
+    replaced: bool
     sid: str | None
     fields: dict[str, str] | None
 
@@ -232,7 +235,7 @@ class Written(NamedTuple):
     def parse(cls, reply: list[Any], asked: bool) -> Written:
         outcome = Outcome(int(reply[0]))
         with_fields = asked or outcome is Outcome.FORWARDING
-        return cls(outcome, int(reply[1]), bool(int(reply[2])), int(reply[3]),
+        return cls(outcome, int(reply[1]), bool(int(reply[2])), int(reply[3]) == 1,
                    text(reply[4]) or None, field_map(reply[5:]) if with_fields else None)
 
 

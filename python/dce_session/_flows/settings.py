@@ -200,10 +200,15 @@ class Settings:
             return generate_sid_in_slot(ttl_minutes, self.now(), self.sid_name, key_slot(near))
         return generate_sid(ttl_minutes, self.now())
 
+    @property
+    def grace_seconds(self) -> int:
+        """The grace period: of forwarding (SEMANTICS 3.1), and how long a sid a
+        login replaced reads as ``replaced``."""
+        return DEFAULT_GRACE if self.renew is None else self.renew.original_judgment_seconds
+
     def forward_since(self) -> int:
         """A successor created at or after this second is within grace (SEMANTICS 3.1)."""
-        grace = DEFAULT_GRACE if self.renew is None else self.renew.original_judgment_seconds
-        return max(self.now() - grace, 0)
+        return max(self.now() - self.grace_seconds, 0)
 
     # -- users -----------------------------------------------------------------------
 

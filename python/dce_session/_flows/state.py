@@ -57,6 +57,7 @@ class SessionState:
         "id",
         "key",
         "newborn",
+        "replaced",
         "ttl_minutes",
     )
 
@@ -71,6 +72,8 @@ class SessionState:
         #: The TTL was refreshed by this object (sessions touch once).
         self._touched = False
         self._presented: str | None = None
+        #: The presented sid was replaced by a login elsewhere, within grace.
+        self.replaced = False
         if isinstance(presented, str) and is_valid_sid(presented):
             sid = str.__str__(presented)
             ttl, _ = parse_sid(sid)

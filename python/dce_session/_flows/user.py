@@ -43,7 +43,8 @@ class UserFlows(BasicFlows):
         renewed = Renewed.parse((yield ScriptCall(
             _scripts.RENEW, (self.key, session_key(manager.sid_name, new_sid)),
             (*self._header(), new_sid, ttl * 60, int(self._state is State.STORED),
-             int(destroy_old), int(needs_user), *self._binding_args(moving), len(pairs) // 2,
+             int(destroy_old), int(needs_user), manager.grace_seconds,
+             *self._binding_args(moving), len(pairs) // 2,
              *pairs, *removals))))
         found = renewed.outcome in (Outcome.LIVE, Outcome.FORWARDING)
         if not found and renewed.status is not RenewStatus.REQUIRED_GONE:

@@ -18,10 +18,10 @@ local action, expected, new_sid, refuse_seconds =
   ARGV[HEADER + 1], ARGV[HEADER + 2], ARGV[HEADER + 3], tonumber(ARGV[HEADER + 4])
 local new_key = KEYS[2]
 if action == 'reissue' and redis.call('EXISTS', new_key) == 1 then
-  return found_reply({at = {key = new_key, sid = new_sid, remaining = S.ttl}}, ROTATED)
+  return found_reply(S, {at = {key = new_key, sid = new_sid, remaining = S.ttl}}, ROTATED)
 end
 local found = resolve(S)
-if found.state ~= SUPERSEDED or found.pointer ~= expected then return found_reply(found) end
+if found.state ~= SUPERSEDED or found.pointer ~= expected then return found_reply(S, found) end
 if action == 'destroy' then
   redis.call('DEL', S.key)
   redis.call('HSET', S.key, S.pointer, '')
@@ -31,4 +31,4 @@ if action == 'destroy' then
 end
 local flat = move(S, found.successor, new_key, new_sid, S.ttl, S.key, S.ttl)
 publish(S.events, {event = 'rotate', sid = found.successor.sid, new_sid = new_sid})
-return found_reply({at = {key = new_key, sid = new_sid, remaining = S.ttl}}, ROTATED, flat)
+return found_reply(S, {at = {key = new_key, sid = new_sid, remaining = S.ttl}}, ROTATED, flat)

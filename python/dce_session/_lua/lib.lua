@@ -174,11 +174,24 @@ local function destroy(S, at)
   redis.call('DEL', at.key)
 end
 
+-- The side key saying that a login, auto_login or regenerate(destroy_old)
+-- ended the presented sid less than a grace period ago (renew.lua sets it,
+-- in the session's hash slot): a request still carrying that sid comes from
+-- a browser that has probably been sent the new one already.
+local function replaced_key(S)
+  return S.prefix .. '~replaced:{' .. S.key .. '}'
+end
+
+-- 1 when the presented sid, gone, was replaced by a login (replaced_key), else 0.
+local function replaced(S)
+  return redis.call('EXISTS', replaced_key(S))
+end
+
 -- The reply of a load: {state, remaining, sid, fields...} for LIVE,
 -- FORWARDING and ROTATED (the session acted on; `flat` when already read);
--- {SUPERSEDED, remaining, successor sid, successor remaining}; {GONE or
--- ENDED, remaining}.
-local function found_reply(found, state, flat)
+-- {SUPERSEDED, remaining, successor sid, successor remaining}; {GONE,
+-- remaining, replaced (1|0)}; {ENDED, remaining}.
+local function found_reply(S, found, state, flat)
   local at = found.at
   if at then
     local reply = {state or found.state, at.remaining, at.sid}
@@ -188,6 +201,7 @@ local function found_reply(found, state, flat)
   if found.successor then
     return {found.state, found.remaining, found.successor.sid, found.successor.remaining}
   end
+  if found.state == GONE then return {GONE, found.remaining, replaced(S)} end
   return {found.state, found.remaining}
 end
 

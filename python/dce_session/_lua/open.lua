@@ -12,6 +12,6 @@
 local S = session_header()
 local fields = redis.call('HGETALL', S.key)
 local found = resolve(S, fields)
-if found.state ~= LIVE then return found_reply(found) end
+if found.state ~= LIVE then return found_reply(S, found) end
 if ARGV[HEADER + 1] == '1' then touch(S, found.at) end
-return found_reply(found, LIVE, fields)
+return found_reply(S, found, LIVE, fields)

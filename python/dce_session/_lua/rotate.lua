@@ -16,11 +16,11 @@
 local S = session_header()
 local new_key, new_sid = KEYS[2], ARGV[HEADER + 1]
 if redis.call('EXISTS', new_key) == 1 then
-  return found_reply({at = {key = new_key, sid = new_sid, remaining = S.ttl}}, ROTATED)
+  return found_reply(S, {at = {key = new_key, sid = new_sid, remaining = S.ttl}}, ROTATED)
 end
 local fields = redis.call('HGETALL', S.key)
 local found = resolve(S, fields)
-if found.state ~= LIVE then return found_reply(found) end
+if found.state ~= LIVE then return found_reply(S, found) end
 local flat = move(S, found.at, new_key, new_sid, S.ttl, S.key, S.ttl, fields)
 publish(S.events, {event = 'rotate', sid = S.sid, new_sid = new_sid})
-return found_reply({at = {key = new_key, sid = new_sid, remaining = S.ttl}}, ROTATED, flat)
+return found_reply(S, {at = {key = new_key, sid = new_sid, remaining = S.ttl}}, ROTATED, flat)

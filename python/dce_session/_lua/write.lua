@@ -12,7 +12,8 @@
 --         'fallback': a presented sid not yet checked: written as
 --                     'existing' when it is LIVE or FORWARDING, else the
 --                     fallback key is created instead (no adoption).
--- Reply   {state, deleted, exists after, -1 (unused), sid written},
+-- Reply   {state, deleted, exists after, replaced (1|0: FALLBACK from a
+--         presented sid a login replaced, lib.lua replaced_key), sid written},
 --         then the fields (flat) when asked or forwarded. state: LIVE (written to
 --         KEYS[1]), FORWARDING (to the successor), FALLBACK (to KEYS[2]),
 --         or, nothing written, GONE / SUPERSEDED / ENDED.
@@ -42,6 +43,7 @@ else
   if not at then
     if mode == 'existing' then return {state, 0, 0, -2, ''} end
     at, state = {key = KEYS[2], sid = fallback_sid, ttl = fallback_ttl, fresh = true}, FALLBACK
+    at.replaced = replaced(S)
   end
 end
 local sets, deletions = {}, {}
@@ -64,7 +66,7 @@ if exists == 1 and state ~= FORWARDING then
     redis.call('EXPIRE', at.key, at.ttl)
   end
 end
-local reply = {state, deleted, exists, -1, at.sid}
+local reply = {state, deleted, exists, at.replaced or 0, at.sid}
 if wants_fields == '1' or state == FORWARDING then
   for _, item in ipairs(redis.call('HGETALL', at.key)) do reply[#reply + 1] = item end
 end

@@ -294,6 +294,8 @@ class SessionStore(SessionBase):
             texts = session.raw()  # loaded already: no round trip
         except SessionDestroyed:  # judged: the browser moved on; nothing of ours goes out
             self._interrupted = True
+        if session.replaced:  # a login elsewhere: the browser holds its new sid
+            self._interrupted = True
         if session.newborn:  # unknown to the store: never adopted
             self._dce, self._key = None, None
             return {}
@@ -364,6 +366,8 @@ class SessionStore(SessionBase):
         ``must_create``: ``CreateError`` when the key is stored, else a new session.
         ``UpdateError`` when the session was ended meanwhile.
         """
+        if self._interrupted:  # the load found the sid replaced by a login elsewhere
+            raise UpdateError("the session was ended by another request")
         if self._get_key() is None:
             self.create()
             return

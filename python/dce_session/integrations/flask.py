@@ -189,6 +189,8 @@ class FlaskSession(CallbackDict[str, Any], SessionMixin):
                 texts = dce.raw()  # loaded already: no round trip
             except SessionDestroyed:  # judged: the browser moved on to a newer sid
                 self._race()
+            if dce.replaced:  # a login elsewhere: the browser holds its new sid
+                self._race()
         self.snapshot = Snapshot(stored, to_store=self.interface.to_store, texts=texts)
         serializer = self.interface.serializer
         for key, value in stored.items():
@@ -360,6 +362,10 @@ class FlaskSession(CallbackDict[str, Any], SessionMixin):
                 dce.regenerate(moved, destroy_old=True, ttl_minutes=wanted)
             elif changes:
                 dce.update(changes.set, delete=changes.delete)
+                if dce.replaced:  # a write that read nothing, after a login elsewhere
+                    dce.destroy()
+                    self._race()
+                    return False, False
             else:
                 return ended, False
         except SessionDestroyed:

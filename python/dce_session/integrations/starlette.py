@@ -210,6 +210,8 @@ class _Handler:
                 texts = await session.raw()  # loaded already: no round trip
             except SessionDestroyed:  # judged: the browser moved on to a newer sid
                 self._race()
+            if session.replaced:  # a login elsewhere: the browser holds its new sid
+                self._race()
             if session.newborn:  # unknown to the store: a fresh session of our lifetime
                 self._replace(self.middleware.manager.new(self.middleware.ttl))
         self.snapshot = Snapshot(values, texts=texts)
