@@ -68,6 +68,11 @@ def cycle_view(request: HttpRequest) -> HttpResponse:
     return HttpResponse("cycled")
 
 
+def clear_view(request: HttpRequest) -> HttpResponse:
+    request.session.clear()  # without reading it first
+    return HttpResponse("cleared")
+
+
 def flush_view(request: HttpRequest) -> HttpResponse:
     request.session.flush()  # what django.contrib.auth.logout() does
     return HttpResponse("flushed")
@@ -125,6 +130,7 @@ urlpatterns = [
     path("untouched", untouched_view),
     path("cycle", cycle_view),
     path("flush", flush_view),
+    path("clear", clear_view),
     path("dce-login", dce_login_view),
     path("create", create_view),
     path("key", key_view),
@@ -639,6 +645,14 @@ def test_cycle_key_is_one_atomic_regenerate(store_cls: type[Any], store: redis.R
     session.cycle_key()  # read, with a pending edit: still one step
     assert trips.commands == [b"EVALSHA"]
     assert store.hgetall(key_of(session.session_key)) == {"a": "1", "b": "2"}
+
+
+def test_clear_without_a_read_deletes_every_value(client: Client, store: redis.Redis) -> None:
+    sid = client.get("/set/a/1").cookies[COOKIE].value
+    client.get("/set/b/2")
+    assert client.get("/clear").status_code == 200
+    assert client.get("/dump").json() == {}
+    assert set(store.hgetall(key_of(sid))) <= {"_dce_session"}  # only the marker, if any
 
 
 def test_login_and_logout_views(client: Client, store: redis.Redis) -> None:

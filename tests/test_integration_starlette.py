@@ -322,7 +322,8 @@ def test_secure_when_the_request_came_over_https(web: httpx.Client) -> None:
 
 
 def test_bad_settings_are_config_errors(manager: dce_session.asyncio.SessionManager,
-                                        store: redis.Redis) -> None:
+                                        store: redis.Redis,
+                                        caplog: pytest.LogCaptureFixture) -> None:
     app = Starlette()
     with pytest.raises(ConfigError, match="same_site"):
         SessionMiddleware(app, manager, same_site="loose")  # type: ignore[arg-type]
@@ -333,6 +334,12 @@ def test_bad_settings_are_config_errors(manager: dce_session.asyncio.SessionMana
     with pytest.raises(ConfigError, match="asyncio"):
         SessionMiddleware(app, dce_session.SessionManager(store))  # type: ignore[arg-type]
     assert SessionMiddleware(app, manager, max_age=65535 * 60).ttl == 65535
+    # Starlette builds middleware lazily (in its lifespan): the error is logged too
+    logged = [r.getMessage() for r in caplog.records
+              if r.name == "dce_session" and r.levelno == logging.ERROR]
+    assert len(logged) == 4
+    assert logged[0] == \
+        "SessionMiddleware: same_site must be 'lax', 'strict' or 'none', got 'loose'"
 
 
 # -- cost ------------------------------------------------------------------------------------

@@ -119,7 +119,8 @@ class Settings:
     ) -> None:
         if not isinstance(client, self._client_types):
             names = " or ".join(f"{t.__module__}.{t.__qualname__}" for t in self._client_types)
-            raise ConfigError(f"this SessionManager needs a {names}, not {type(client).__name__}")
+            raise ConfigError(f"this SessionManager needs a {names}, "
+                              f"not {type(client).__module__}.{type(client).__qualname__}")
         self.client: Any = client
         #: True on a Redis Cluster: the user index then lies in another hash
         #: slot than the sessions (see ``index.ClusterIndexSteps``).

@@ -447,9 +447,19 @@ class SessionStore(SessionBase):
         elif is_valid_sid(session_key):
             get_manager().open(session_key).destroy()
 
+    def clear(self) -> None:
+        """Empty the session: every stored value is deleted when it is saved.
+
+        Django's engines overwrite the whole record; ours writes only what
+        changed, so an unread session is loaded first (one round trip) to know
+        what to delete.
+        """
+        self._data()
+        super().clear()
+
     def flush(self) -> None:
         """End the session: destroy it and forget the key (what ``auth.logout`` calls)."""
-        self.clear()
+        super().clear()  # no load: the whole key goes
         self.delete()
         self._dce, self._key = None, None
         self._snapshot = Snapshot(to_store=jsonable)

@@ -393,7 +393,7 @@ class SessionInterface(_FlaskSessionInterface):
     def __init__(self, manager: SessionManager) -> None:
         if not isinstance(manager, SessionManager):
             raise ConfigError("SessionInterface needs a blocking dce_session.SessionManager, "
-                              f"not {type(manager).__name__}")
+                              f"not {type(manager).__module__}.{type(manager).__qualname__}")
         self.manager = manager
         self.reserved = reserved_fields(manager)
         self._permanent_ttl: tuple[Any, int] | None = None

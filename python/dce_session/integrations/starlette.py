@@ -96,6 +96,7 @@ from dce_session.integrations._common import (
     cookie,
     half_age_passed,
     interrupted,
+    logger,
     reserved_fields,
     ttl_minutes,
     user_values,
@@ -314,6 +315,19 @@ async def regenerate_session_id(connection: HTTPConnection) -> str:
     return sid
 
 
+def _checked_ttl(manager: SessionManager, same_site: str, max_age: int | None) -> int:
+    """The middleware's settings checked (``ConfigError``); the ttl of its new sessions."""
+    if not isinstance(manager, SessionManager):
+        raise ConfigError("SessionMiddleware needs a dce_session.asyncio.SessionManager, "
+                          f"not {type(manager).__module__}.{type(manager).__qualname__}")
+    if same_site not in _SAME_SITE:
+        raise ConfigError(f"same_site must be 'lax', 'strict' or 'none', got {same_site!r}")
+    if max_age is not None and (isinstance(max_age, bool) or not isinstance(max_age, int)
+                                or max_age < 0):
+        raise ConfigError(f"max_age must be None or an int >= 0, got {max_age!r}")
+    return ttl_minutes(max_age, setting="max_age") or manager.ttl_minutes
+
+
 class SessionMiddleware:
     """``request.session`` and ``request.state.dce_session`` from a session cookie.
 
@@ -335,19 +349,18 @@ class SessionMiddleware:
         cookie_name: str | None = None,
         autoload: bool = True,
     ) -> None:
-        if not isinstance(manager, SessionManager):
-            raise ConfigError("SessionMiddleware needs a dce_session.asyncio.SessionManager, "
-                              f"not {type(manager).__name__}")
-        if same_site not in _SAME_SITE:
-            raise ConfigError(f"same_site must be 'lax', 'strict' or 'none', got {same_site!r}")
-        if max_age is not None and (isinstance(max_age, bool) or not isinstance(max_age, int)
-                                    or max_age < 0):
-            raise ConfigError(f"max_age must be None or an int >= 0, got {max_age!r}")
+        try:
+            #: the sid ttl of new sessions: max_age in minutes, else the manager's
+            self.ttl = _checked_ttl(manager, same_site, max_age)
+        except ConfigError as error:
+            # Starlette builds its middleware on its first event, the lifespan,
+            # and uvicorn reports an error there only as "lifespan unsupported":
+            # say it on our logger too, so that it shows at start-up.
+            logger.error("SessionMiddleware: %s", error)
+            raise
         self.app, self.manager = app, manager
         self.session_cookie = cookie_name if cookie_name is not None else session_cookie
         self.max_age, self.path, self.autoload = max_age, path, autoload
-        #: the sid ttl of new sessions: max_age in minutes, else the manager's
-        self.ttl = ttl_minutes(max_age, setting="max_age") or manager.ttl_minutes
         self.reserved = reserved_fields(manager)
         flags = "httponly; samesite=" + same_site
         self.https_only = https_only
