@@ -586,6 +586,18 @@ def test_set_expiry_moves_the_session_to_a_sid_of_that_ttl(
     assert morsel["max-age"] == ""
 
 
+def test_a_set_expiry_past_65535_minutes_raises_in_the_call(store_cls: type[Any],
+                                                            store: redis.Redis) -> None:
+    session = store_cls()
+    session["a"] = 1
+    with pytest.raises(ConfigError, match="set_expiry"):
+        session.set_expiry(timedelta(days=60))
+    assert session.get_expiry_age() == TTL_MINUTES * 60  # left as it was: SESSION_COOKIE_AGE
+    session.set_expiry(timedelta(days=45))  # 64800 minutes: fine
+    session.save()
+    assert 45 * 86400 - 10 <= store.ttl(key_of(session.session_key)) <= 45 * 86400
+
+
 def test_int_dict_keys_as_the_json_serializer_takes_them(client: Client,
                                                          store: redis.Redis) -> None:
     sid = client.get("/int-keys").cookies[COOKIE].value

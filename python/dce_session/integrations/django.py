@@ -57,7 +57,8 @@ Django's contract, over dce-session:
   same step. ``flush()`` (``auth.logout``) destroys the session.
 - Lifetimes: a session's Redis TTL is its ``get_expiry_age()`` --
   ``SESSION_COOKIE_AGE`` or a ``set_expiry()`` -- in whole minutes (at most
-  65535: more is a ``ConfigError``, at start-up for the setting). A
+  65535: more is a ``ConfigError``, at start-up for the setting, in the
+  ``set_expiry()`` call for a session's own). A
   browser-session cookie (``SESSION_EXPIRE_AT_BROWSER_CLOSE``,
   ``set_expiry(0)``) uses the manager's ``ttl_minutes``. The ttl is carried by
   the sid, so ``set_expiry()`` moves the session to a new sid (one atomic
@@ -273,6 +274,18 @@ class SessionStore(SessionBase):
             return cookie_age_minutes()
         age = self.get_expiry_age(expiry=expiry)
         return ttl_minutes(max(age, 1), setting="set_expiry()") or 1
+
+    def set_expiry(self, value: Any) -> None:
+        """Django's ``set_expiry``; a lifetime over 65535 minutes is a
+        ``ConfigError`` here, in the view (the expiry left as it was), not when
+        the response is saved."""
+        before = self.get(_EXPIRY)
+        super().set_expiry(value)
+        try:
+            self._ttl()
+        except ConfigError:
+            super().set_expiry(before)
+            raise
 
     def _expired(self, data: dict[str, Any]) -> bool:
         expiry = data.get(_EXPIRY)
