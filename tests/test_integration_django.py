@@ -659,6 +659,32 @@ def test_cycle_key_is_one_atomic_regenerate(store_cls: type[Any], store: redis.R
     assert store.hgetall(key_of(session.session_key)) == {"a": "1", "b": "2"}
 
 
+def test_an_auth_login_joins_the_users_index(client: Client, store: redis.Redis) -> None:
+    """django.contrib.auth's login (cycle_key, then ``_auth_user_id``) is a dce
+    login: sessions_of / logout_everywhere see the Django user."""
+    from dce_session.integrations.django import get_manager
+
+    client.get("/set/a/1")
+    sid = client.get("/cycle").cookies[COOKIE].value  # the view logs user 7 in
+    manager = get_manager()
+    assert manager.sessions_of(7) == [sid]
+    assert manager.open(sid).user() == {"id": 7}
+    assert client.get("/dump").json() == {"a": "1", "_auth_user_id": "7"}  # $user hidden
+    assert manager.logout_everywhere(7) == 1
+    assert client.get("/dump").json() == {}  # logged out everywhere: anonymous
+    client.get("/cycle")
+    client.get("/flush")  # auth.logout
+    assert manager.sessions_of(7) == []
+
+
+def test_an_auth_login_with_a_non_integer_pk_is_not_indexed(store_cls: type[Any]) -> None:
+    session = store_cls()
+    session["_auth_user_id"] = "7f9c0a52-uuid"
+    session.save()
+    assert session.dce.user() is None
+    assert store_cls(session.session_key)["_auth_user_id"] == "7f9c0a52-uuid"
+
+
 def test_clear_without_a_read_deletes_every_value(client: Client, store: redis.Redis) -> None:
     sid = client.get("/set/a/1").cookies[COOKIE].value
     client.get("/set/b/2")

@@ -114,6 +114,7 @@ __all__ = ["CreateError", "SessionMiddleware", "SessionStore", "UpdateError", "g
            "reset_manager"]
 
 _EXPIRY = "_session_expiry"  # the key SessionBase.set_expiry() writes
+_AUTH_USER = "_auth_user_id"  # django.contrib.auth.SESSION_KEY: the logged-in user's pk
 #: the hidden field that keeps an empty session stored (a Redis hash cannot be empty)
 MARKER = "_dce_session"
 _INTERRUPTED = ("The request's session was deleted before the request completed. "
@@ -369,9 +370,25 @@ class SessionStore(SessionBase):
         self._snapshot = Snapshot(to_store=jsonable)
         changes = self._changes(data)
         self._dce.update(changes.set)
+        self._log_in(changes.set)
         self._snapshot.apply(changes)
         self._key = self._dce.id
         self.modified = True
+
+    def _log_in(self, written: dict[str, Any]) -> None:
+        """``django.contrib.auth`` has just logged a user in (its pk, an integer, was
+        written): the dce login, so that the session joins that user's index
+        (``sessions_of``, ``sync``, ``logout_everywhere``). One more round
+        trip and a fresh sid, on the login request only."""
+        pk = written.get(_AUTH_USER)
+        if not isinstance(pk, str | int) or isinstance(pk, bool):
+            return
+        try:
+            uid = int(pk)
+        except ValueError:  # a UUID or text primary key: nothing to index by
+            return
+        if 0 <= uid < 2**64:
+            self.dce.login({get_manager().uid_field: uid})
 
     def save(self, must_create: bool = False) -> None:
         """Write the changed keys in one ``update()``; nothing changed: refresh the TTL.
@@ -407,8 +424,10 @@ class SessionStore(SessionBase):
             if _EXPIRY in changes.keys and wanted != session.ttl_minutes:
                 moved: dict[str, Any] = {**changes.set, **dict.fromkeys(changes.delete)}
                 session.regenerate(moved, destroy_old=True, ttl_minutes=wanted)
+                self._log_in(changes.set)
             elif changes:
                 session.update(changes.set, delete=changes.delete)
+                self._log_in(changes.set)
             elif was_loaded and not session.touch():  # (a load now has just touched it)
                 raise UpdateError("the session is no longer stored")
         except SessionDestroyed as error:
