@@ -8,18 +8,23 @@ everywhere (``paired.py``).
 
 from __future__ import annotations
 
+import re
 from importlib.resources import files
 from typing import Any
 
 import redis
-from dce_session import _scripts
+from dce_session import SessionManager
 
 from benches import flows
 from benches.paired import Rig, Side, record
 
-LIB = (files("dce_session") / "_lua" / "lib.lua").read_text("utf-8")
+#: the default manager's scripts (building a manager sends nothing)
+SCRIPTS = SessionManager(redis.Redis()).scripts
+_SETTINGS_BLOCK = re.compile(r"^local SETTINGS = \{.*?^\}$", re.MULTILINE | re.DOTALL)
+#: lib.lua with the default manager's settings written in, as its scripts have it
+LIB = _SETTINGS_BLOCK.sub(lambda _: _SETTINGS_BLOCK.findall(SCRIPTS.open.source)[0],
+                          (files("dce_session") / "_lua" / "lib.lua").read_text("utf-8"))
 ROUNDS = 9
-HEADER_ARGS = ("dcesid", "$newid", 0, "$user", "id", "dceusmap", 604800, "dcesid~events")
 LOAD = "redis.call('EXPIRE', KEYS[1], 3600) return redis.call('HGETALL', KEYS[1])"
 EACH = ("local n = 0 for _, sid in ipairs(redis.call('SMEMBERS', KEYS[1])) do {body} end "
         "return n")
@@ -37,9 +42,9 @@ CHECKS = {
 def test_script_call_cost(benchmark: Any, client: redis.Redis, stats: redis.Redis,
                           counter: Any) -> None:
     [sid] = flows.seed(stats, 1, user=False)
-    key, args = flows.key(sid), (sid, 3600, *HEADER_ARGS, 1)
+    key, args = flows.key(sid), (sid, 3600, 0, 1)
     bare, with_lib = stats.script_load(LOAD), stats.script_load(LIB + "\n" + LOAD)
-    stats.script_load(_scripts.OPEN.source)
+    stats.script_load(SCRIPTS.open.source)
 
     def pipeline(_: Any) -> Any:
         return flows.execute(client, flows.Plan((("HGETALL", key), ("EXPIRE", key, 3600))))[0]
@@ -56,10 +61,10 @@ def test_script_call_cost(benchmark: Any, client: redis.Redis, stats: redis.Redi
         check(None, reply[3:])
 
     sides = [
-        Side("ours", "ours", "open.lua (ours, touch=1)", evalsha(_scripts.OPEN.sha),
+        Side("ours", "ours", "open.lua (ours, touch=1)", evalsha(SCRIPTS.open.sha),
              check=check_open),
         Side("pipeline", "reference", "pipeline: HGETALL + EXPIRE", pipeline, check=check),
-        Side("bare", "reference", "EVALSHA: HGETALL + EXPIRE, ours' 12 arguments",
+        Side("bare", "reference", "EVALSHA: HGETALL + EXPIRE, ours' 4 arguments",
              evalsha(bare), check=check),
         Side("lib", "reference", "EVALSHA: lib.lua + HGETALL + EXPIRE", evalsha(with_lib),
              check=check),
@@ -75,10 +80,9 @@ def test_index_check_cost(benchmark: Any, client: redis.Redis, stats: redis.Redi
     index = flows.index(uid)
     sides = [Side("ours", "ours", "sessions_of.lua (ours)",
                   lambda _: client.execute_command(
-                      "EVALSHA", _scripts.SESSIONS_OF.sha, 1, index, str(uid), "dcesid",
-                      "$user", "id", "$newid", "dcesid~events"),
+                      "EVALSHA", SCRIPTS.sessions_of.sha, 1, index, str(uid)),
                   check=lambda _, live: _check_count(len(live), count))]
-    stats.script_load(_scripts.SESSIONS_OF.source)
+    stats.script_load(SCRIPTS.sessions_of.source)
     for label, body in CHECKS.items():
         sha = stats.script_load(LIB + "\n" + EACH.format(body=body))
         sides.append(Side(label, "reference", f"Lua: SMEMBERS + {label}",

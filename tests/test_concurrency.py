@@ -27,7 +27,6 @@ import pytest
 import redis
 import redis.asyncio
 import redis.asyncio.retry
-from dce_session import _scripts
 from dce_session.errors import SessionDestroyed
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -48,14 +47,6 @@ def _load_baseline() -> Any:
 
 
 pure_python = _load_baseline()
-
-
-@pytest.fixture(autouse=True)
-def scripts_loaded(store: Any) -> None:
-    """The scripts are cached, so a retried call is the script itself, not a NOSCRIPT."""
-    for script in vars(_scripts).values():
-        if isinstance(script, _scripts.Script):
-            assert store.script_load(script.source) == script.sha
 
 
 # -- running workers together -------------------------------------------------------

@@ -7,20 +7,12 @@ import json
 from typing import Any
 
 import pytest
-from dce_session import _scripts
 from dce_session.core import generate_sid, is_valid_sid, session_key
 from dce_session.errors import ConfigError
 
 SERVER = "10.0.0.5:8000"
 CLIENT = "203.0.113.9:51000"
 USER = {"id": 42, "name": "ada"}
-
-
-@pytest.fixture(autouse=True)
-def scripts_loaded(store: Any) -> None:
-    for script in vars(_scripts).values():
-        if isinstance(script, _scripts.Script):
-            store.script_load(script.source)
 
 
 def dce_fields(store: Any, key: str) -> dict[str, str]:

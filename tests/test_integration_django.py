@@ -22,7 +22,7 @@ import httpx2 as httpx
 import pytest
 import redis
 from _servers import Background, Gate, rotate_elsewhere, wsgi_server
-from dce_session import RenewPolicy, _scripts
+from dce_session import RenewPolicy
 from dce_session.core import generate_sid, is_valid_sid, parse_sid
 from dce_session.errors import ConfigError, SerializationError
 from django.conf import settings
@@ -233,8 +233,8 @@ def trips(redis_url: str) -> Iterator[RoundTrips]:
     try:
         with override_settings(DCE_SESSION={"client": lambda: counted,
                                             "ttl_minutes": BROWSER_TTL}):
-            for script in (_scripts.OPEN, _scripts.WRITE, _scripts.RENEW, _scripts.DESTROY,
-                           _scripts.TOUCH):
+            from dce_session.integrations.django import get_manager
+            for script in get_manager().scripts:
                 counted.script_load(script.source)  # no NOSCRIPT retry in the counts
             counter.reset()
             yield counter

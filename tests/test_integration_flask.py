@@ -18,7 +18,7 @@ import httpx2 as httpx
 import pytest
 import redis
 from _servers import Background, Gate, rotate_elsewhere, wsgi_server
-from dce_session import ConfigError, RenewPolicy, SerializationError, SessionManager, _scripts
+from dce_session import ConfigError, RenewPolicy, SerializationError, SessionManager
 from dce_session.core import generate_sid, parse_sid
 from dce_session.integrations.flask import FlaskSession, SessionInterface
 from markupsafe import Markup
@@ -37,14 +37,6 @@ def live_keys(store: redis.Redis) -> list[str]:
 def door() -> str:
     """Flask is blocking: only the sync front door (overrides conftest's parametrisation)."""
     return "sync"
-
-
-@pytest.fixture(autouse=True)
-def cached_scripts(store: redis.Redis) -> None:
-    """The scripts are in the server's cache: round trips count no NOSCRIPT retry."""
-    for script in vars(_scripts).values():
-        if isinstance(script, _scripts.Script):
-            assert store.script_load(script.source) == script.sha
 
 
 def dce_of(session: Any) -> Any:

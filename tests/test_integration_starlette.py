@@ -27,7 +27,7 @@ import redis.asyncio
 import websockets.sync.client
 from _servers import Background, Gate, rotate_elsewhere, uvicorn_server
 from conftest import CountingAsyncConnection, RoundTrips
-from dce_session import RenewPolicy, _scripts
+from dce_session import RenewPolicy
 from dce_session.core import generate_sid, is_valid_sid, parse_sid
 from dce_session.errors import ConfigError
 from dce_session.integrations import _common
@@ -153,14 +153,6 @@ def build_app(manager: dce_session.asyncio.SessionManager, gate: Gate | None = N
 
 
 # -- fixtures ----------------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def scripts_cached(store: redis.Redis) -> None:
-    """The scripts are in the server's cache: round trips count no NOSCRIPT retry."""
-    for script in vars(_scripts).values():
-        if isinstance(script, _scripts.Script):
-            assert store.script_load(script.source) == script.sha
 
 
 @pytest.fixture

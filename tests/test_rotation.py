@@ -10,7 +10,7 @@ import threading
 from typing import Any
 
 import pytest
-from dce_session import RenewPolicy, _scripts
+from dce_session import RenewPolicy
 from dce_session.core import (
     RenewDecision,
     Stored,
@@ -27,13 +27,6 @@ POLICY = RenewPolicy(interval_seconds=INTERVAL, original_judgment_seconds=GRACE,
                      cloned_inactive_judgment_seconds=INACTIVE)
 TTL = 3600  # the manager's default ttl_minutes=60
 USER = {"id": 42, "name": "ada"}
-
-
-@pytest.fixture(autouse=True)
-def scripts_loaded(store: Any) -> None:
-    for script in vars(_scripts).values():
-        if isinstance(script, _scripts.Script):
-            store.script_load(script.source)
 
 
 @pytest.fixture

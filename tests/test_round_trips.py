@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from dce_session import _scripts
 from dce_session.core import generate_sid
 
 SCRIPT_ENTRY = ("eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro", "script")
@@ -53,11 +52,8 @@ class Meter:
 
 
 @pytest.fixture
-def meter(round_trips: Any, commandstats: Any, store: Any) -> Meter:
-    """A meter, with every script already cached by the server (as in a warm process)."""
-    for script in vars(_scripts).values():
-        if isinstance(script, _scripts.Script):
-            assert store.script_load(script.source) == script.sha
+def meter(round_trips: Any, commandstats: Any) -> Meter:
+    """A meter (``make_manager``'s scripts are already cached, as in a warm process)."""
     return Meter(round_trips, commandstats)
 
 

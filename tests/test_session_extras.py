@@ -7,15 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from dce_session import _scripts
 from dce_session.errors import SessionDestroyed
-
-
-@pytest.fixture(autouse=True)
-def scripts_loaded(store: Any) -> None:
-    for script in vars(_scripts).values():
-        if isinstance(script, _scripts.Script):
-            store.script_load(script.source)
 
 
 async def test_update_sets_and_deletes_in_one_round_trip(make_manager: Any, call: Any,

@@ -6,18 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from dce_session import RenewPolicy, _scripts
+from dce_session import RenewPolicy
 from dce_session.core import generate_sid, session_key
 from dce_session.errors import NotLoggedIn, SessionDestroyed
 
 NOW = 1_700_000_000
-
-
-@pytest.fixture(autouse=True)
-def scripts_loaded(store: Any) -> None:
-    for script in vars(_scripts).values():
-        if isinstance(script, _scripts.Script):
-            store.script_load(script.source)
 
 
 @pytest.mark.parametrize("operation", ["login", "regenerate", "auto_login", "logout", "destroy"])

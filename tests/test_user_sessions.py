@@ -14,7 +14,6 @@ from typing import Any
 
 import pydantic
 import pytest
-from dce_session import _scripts
 from dce_session.core import generate_sid, parse_sid
 from dce_session.errors import InvalidUser, NotLoggedIn
 
@@ -50,14 +49,6 @@ USER_SHAPES = {
     "object": lambda: PlainUser(42, "Ann", ["a", "[b]"]),
 }
 ANN = {"id": 42, "name": "Ann", "tags": ["a", "[b]"]}
-
-
-@pytest.fixture(autouse=True)
-def scripts_loaded(store: Any) -> None:
-    """The scripts are in the server's cache, so round trips count no NOSCRIPT retry."""
-    for script in vars(_scripts).values():
-        if isinstance(script, _scripts.Script):
-            assert store.script_load(script.source) == script.sha
 
 
 def compact(value: Any) -> str:

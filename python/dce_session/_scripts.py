@@ -1,14 +1,22 @@
-"""The Lua scripts, loaded once: each is its own file after the parts of
-``_lua/lib.lua`` it uses.
+"""The Lua scripts of one manager: each is its own file after the parts of
+``_lua/lib.lua`` it uses, with the manager's settings written into the
+text.
 
 ``lib.lua`` is a sequence of blocks separated by blank lines, each defining
 locals (helpers, constants). A script gets only the blocks it names, and
 the blocks those name, in ``lib.lua``'s order: Redis runs a script's whole
 text on every call, so every helper defined costs each call.
+
+The settings every call would otherwise send (names, the index TTL floor,
+the grace period: lib.lua ``SETTINGS``) are Lua literals in the text, so a
+call's arguments are only what changes per call. Managers with the same
+settings share their scripts; each set of settings is one more set in
+Redis' script cache.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from importlib.resources import files
@@ -16,6 +24,8 @@ from typing import NamedTuple
 
 _DEFINED = re.compile(r"^local (?:function (\w+)|([\w, ]+?) =)", re.MULTILINE)
 _WORD = re.compile(r"\w+")
+_SETTING = re.compile(r"@(\w+)")
+_LUA_PLAIN = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789$_-~:.")
 
 
 class Script(NamedTuple):
@@ -52,25 +62,50 @@ def assemble(body: str, lib: str) -> str:
     return "".join(text + "\n\n" for (_, text), on in zip(blocks, used, strict=True) if on) + body
 
 
-def _load(name: str) -> Script:
+def lua_literal(value: str | int) -> str:
+    """``value`` as a Lua literal: an int as is, a str quoted with every other
+    byte than letters, digits and ``$_-~:.`` as a decimal escape."""
+    if isinstance(value, int):
+        return str(value)
+    return '"' + "".join(chr(byte) if byte in _LUA_PLAIN else f"\\{byte:03d}"
+                         for byte in value.encode()) + '"'
+
+
+@functools.cache
+def _sources() -> dict[str, str]:
+    """Every script's text with lib.lua's blocks, settings not yet written in."""
     folder = files("dce_session") / "_lua"
-    source = assemble((folder / f"{name}.lua").read_text("utf-8"),
-                      (folder / "lib.lua").read_text("utf-8"))
-    return Script(name, source, hashlib.sha1(source.encode()).hexdigest())
+    lib = (folder / "lib.lua").read_text("utf-8")
+    return {name: assemble((folder / f"{name}.lua").read_text("utf-8"), lib)
+            for name in Scripts._fields}
 
 
-OPEN = _load("open")
-TOUCH = _load("touch")
-WRITE = _load("write")
-DESTROY = _load("destroy")
-RENEW = _load("renew")
-LOGOUT = _load("logout")
-SESSIONS_OF = _load("sessions_of")
-SYNC = _load("sync")
-LOGOUT_EVERYWHERE = _load("logout_everywhere")
-CONNECTIONS_OF = _load("connections_of")
-ROTATE = _load("rotate")
-JUDGE = _load("judge")
-INDEX_ADD = _load("index_add")
-EACH_SESSION = _load("each_session")
-DISCONNECT = _load("disconnect")
+class Scripts(NamedTuple):
+    """One manager's scripts, one per ``_lua/<name>.lua``."""
+
+    open: Script
+    touch: Script
+    write: Script
+    destroy: Script
+    renew: Script
+    logout: Script
+    sessions_of: Script
+    sync: Script
+    logout_everywhere: Script
+    connections_of: Script
+    rotate: Script
+    judge: Script
+    index_add: Script
+    each_session: Script
+    disconnect: Script
+
+
+@functools.cache
+def scripts_for(**settings: str | int) -> Scripts:
+    """The scripts with ``settings`` (lib.lua ``SETTINGS``'s ``@names``) written in."""
+    def written(name: str) -> Script:
+        source = _SETTING.sub(lambda match: lua_literal(settings[match.group(1)]),
+                              _sources()[name])
+        return Script(name, source, hashlib.sha1(source.encode()).hexdigest())
+
+    return Scripts(*(written(name) for name in Scripts._fields))

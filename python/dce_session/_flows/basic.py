@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from dce_session import _scripts
 from dce_session._core import session_key
 from dce_session._flows.calls import (
     Command,
@@ -51,7 +50,7 @@ class BasicFlows(SessionState):
         return True
 
     def _load_flow(self, touch: bool, judging: bool = False) -> Flow[Found]:
-        found = Found.parse((yield ScriptCall(_scripts.OPEN, (self.key,),
+        found = Found.parse((yield ScriptCall(self._manager.scripts.open, (self.key,),
                                               (*self._header(), int(touch)))))
         yield from self._settle_found(found, touch, judging)
         return found
@@ -94,7 +93,8 @@ class BasicFlows(SessionState):
             return self._state is State.STORED
         if self._unwritten_newborn():
             return False
-        touched = Touched.parse((yield ScriptCall(_scripts.TOUCH, (self.key,), self._header())))
+        touched = Touched.parse((yield ScriptCall(self._manager.scripts.touch, (self.key,),
+                                                  self._header())))
         self._touched = True
         if not touched.outcome.acted:
             self._absent()
@@ -124,7 +124,7 @@ class BasicFlows(SessionState):
         asked = self._snapshot is None or self._binding is not None
         record = manager.replay_record(self.key) if counted else ""
         keys = (self.key, session_key(manager.sid_name, fallback)) if fallback else (self.key,)
-        written = Written.parse((yield ScriptCall(_scripts.WRITE, keys, (
+        written = Written.parse((yield ScriptCall(manager.scripts.write, keys, (
             *self._header(), mode, fallback, manager.ttl_minutes * 60, int(wants_touch),
             int(asked), record, *self._binding_args(), len(pairs) // 2, *pairs, *deletions))),
             asked)
@@ -183,7 +183,7 @@ class BasicFlows(SessionState):
 
     def _destroy_flow(self) -> Flow[bool]:
         removed = Removed.parse((yield ScriptCall(
-            _scripts.DESTROY, (self.key,),
+            self._manager.scripts.destroy, (self.key,),
             (*self._header(), self._manager.replay_record(self.key)))))
         if removed.done:
             self._end()

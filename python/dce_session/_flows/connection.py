@@ -8,7 +8,6 @@ import json
 import secrets
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from dce_session import _scripts
 from dce_session._core import is_valid_sid, parse_sid
 from dce_session._flows.calls import Command, Flow, ScriptCall, batch, text
 from dce_session._flows.settings import redact
@@ -77,7 +76,7 @@ class ConnectionCore:
     def _disconnect_flow(self, session_type: type[SessionState]) -> Flow[bool]:
         session = session_type(self._manager, self.id, None)
         session._binding = (self.binding_id, "", "")
-        removed = yield ScriptCall(_scripts.DISCONNECT, (session.key,),
+        removed = yield ScriptCall(self._manager.scripts.disconnect, (session.key,),
                                    (*session._header(), *session._binding_args()))
         self._bound = False
         return bool(int(removed))

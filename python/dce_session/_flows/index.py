@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import logging
 
-from dce_session import _scripts
 from dce_session._core import session_key
 from dce_session._flows.calls import (
     Checked,
@@ -25,6 +24,7 @@ from dce_session._flows.calls import (
 )
 from dce_session._flows.connection import bindings_of, present
 from dce_session._flows.settings import Settings, redact, uid_text
+from dce_session._scripts import Script
 from dce_session.errors import StoreError
 
 log = logging.getLogger("dce_session")
@@ -54,27 +54,23 @@ class IndexSteps:
         return
         yield
 
-    def _call(self, script: _scripts.Script, uid: str, *extra: str) -> ScriptCall:
-        s = self.settings
-        index = f"{s.user_prefix}:{uid}"
-        return ScriptCall(script, (index,), (uid, s.sid_name, s.user_field, s.uid_field,
-                                             s.new_sid_field, s.events_channel, *extra))
+    def _call(self, script: Script, uid: str, *extra: str) -> ScriptCall:
+        return ScriptCall(script, (f"{self.settings.user_prefix}:{uid}",), (uid, *extra))
 
     def sessions_of(self, uid: str) -> Flow[list[str]]:
-        return [text(sid) for sid in (yield self._call(_scripts.SESSIONS_OF, uid))]
+        return [text(sid) for sid in (yield self._call(self.settings.scripts.sessions_of, uid))]
 
     def sync(self, uid: str, document: str) -> Flow[int]:
-        return int((yield self._call(_scripts.SYNC, uid, document)))
+        return int((yield self._call(self.settings.scripts.sync, uid, document)))
 
     def logout_everywhere(self, uid: str) -> Flow[int]:
         record = self.settings.replay_record(f"{self.settings.user_prefix}:{uid}")
-        return int((yield self._call(_scripts.LOGOUT_EVERYWHERE, uid, record)))
+        return int((yield self._call(self.settings.scripts.logout_everywhere, uid, record)))
 
     def connections_of(self, uid: str) -> Flow[Connections]:
         s = self.settings
         flat, presence = yield from batch([
-            self._call(_scripts.CONNECTIONS_OF, uid, s.bindings_field, s.server_field,
-                       s.client_field), self._presence()])
+            self._call(s.scripts.connections_of, uid), self._presence()])
         for reply in (flat, presence):
             if isinstance(reply, StoreError):
                 raise reply
@@ -104,8 +100,8 @@ class ClusterIndexSteps(IndexSteps):
         if uid is not None:
             s = self.settings
             try:
-                yield ScriptCall(_scripts.INDEX_ADD, (f"{s.user_prefix}:{uid}",),
-                                 (sid, ttl_seconds, s.mapping_ttl_seconds, replacing))
+                yield ScriptCall(s.scripts.index_add, (f"{s.user_prefix}:{uid}",),
+                                 (sid, ttl_seconds, replacing))
             except StoreError as error:
                 log.warning("user index of uid %s unavailable: session %s not listed until its "
                             "next touch (%s)", uid, redact(sid), error)
@@ -133,9 +129,8 @@ class ClusterIndexSteps(IndexSteps):
         index = f"{s.user_prefix}:{uid}"
         sids = sorted(text(sid) for sid in (yield Command(("SMEMBERS", index))))
         steps: list[ScriptCall | Command] = [ScriptCall(
-            _scripts.EACH_SESSION, (session_key(s.sid_name, sid),),
-            (uid, s.user_field, s.uid_field, s.new_sid_field, s.events_channel, sid, action,
-             *extra)) for sid in sids]
+            s.scripts.each_session, (session_key(s.sid_name, sid),),
+            (uid, sid, action, *extra)) for sid in sids]
         replies = (yield from batch(steps)) if steps else []
         again = [at for at, reply in enumerate(replies) if isinstance(reply, StoreError)]
         if again:  # once more (the client has re-read the slot map): a failover, a reconnect
@@ -178,8 +173,7 @@ class ClusterIndexSteps(IndexSteps):
 
     def connections_of(self, uid: str) -> Flow[Connections]:
         s = self.settings
-        live = yield from self._each(uid, "connections", s.bindings_field, s.server_field,
-                                     s.client_field)
+        live = yield from self._each(uid, "connections")
         presence = yield self._presence()
         listed = [connection for sid, checked in live for connection in bindings_of(
             sid, checked.bindings, checked.server, checked.client)]

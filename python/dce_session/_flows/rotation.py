@@ -14,7 +14,6 @@ atomically, re-checking the state it was made on:
 
 from __future__ import annotations
 
-from dce_session import _scripts
 from dce_session._core import RenewDecision, Stored, renew_decision, session_key
 from dce_session._flows.calls import Flow, Found, Outcome, ScriptCall
 from dce_session._flows.state import State
@@ -57,7 +56,7 @@ class RotationFlows(UserFlows):
                 case RenewDecision.ROTATE:
                     new_sid = manager.fresh_sid(self.ttl_minutes, self.key)
                     found = Found.parse((yield ScriptCall(
-                        _scripts.ROTATE, (self.key, session_key(manager.sid_name, new_sid)),
+                        manager.scripts.rotate, (self.key, session_key(manager.sid_name, new_sid)),
                         (*self._header(), new_sid))))
                     if found.outcome is Outcome.ROTATED:
                         yield from self._rotated(found, self.id)
@@ -89,13 +88,12 @@ class RotationFlows(UserFlows):
 
     def _judge_flow(self, decision: RenewDecision, pointer: str) -> Flow[Found]:
         """Carry out a judgment of this superseded sid (``judge.lua``)."""
-        manager, policy = self._manager, self._manager.renew
-        assert policy is not None
+        manager = self._manager
         action = "destroy" if decision == RenewDecision.DESTROY else "reissue"
         new_sid = manager.fresh_sid(self.ttl_minutes, self.key)
         return Found.parse((yield ScriptCall(
-            _scripts.JUDGE, (self.key, session_key(manager.sid_name, new_sid)),
-            (*self._header(), action, pointer, new_sid, policy.original_judgment_seconds))))
+            manager.scripts.judge, (self.key, session_key(manager.sid_name, new_sid)),
+            (*self._header(), action, pointer, new_sid))))
 
     def _rotated(self, found: Found, replaced: str) -> Flow[None]:
         """This object now holds the new session a rotation or reissue made

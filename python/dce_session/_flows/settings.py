@@ -18,6 +18,7 @@ from dce_session._core import (
     key_slot,
     user_key,
 )
+from dce_session._scripts import scripts_for
 from dce_session.errors import (
     ConfigError,
     InvalidField,
@@ -158,6 +159,13 @@ class Settings:
         #: Pub/sub channel of session events (``events()``), zset of server presence.
         self.events_channel = f"{self.sid_name}~events"
         self.presence_key = f"{self.sid_name}~presence"
+        #: The manager's scripts, its settings written into their text.
+        self.scripts = scripts_for(
+            sid_name=self.sid_name, new_sid_field=new_sid_field, user_field=user_field,
+            uid_field=self.uid_field, script_prefix=self.script_prefix,
+            mapping_ttl_seconds=mapping_ttl_seconds, events_channel=self.events_channel,
+            bindings_field=self.bindings_field, server_field=server_field,
+            client_field=client_field, grace_seconds=self.grace_seconds)
 
     # -- names -------------------------------------------------------------------
 

@@ -166,17 +166,12 @@ class SessionState:
 
     def _header(self) -> tuple[Arg, ...]:
         """The ARGV every session script starts with (``lib.lua`` session_header)."""
-        m = self._manager
-        return (self.id, self._ttl_seconds(), m.sid_name, m.new_sid_field, m.forward_since(),
-                m.user_field, m.uid_field, m.script_prefix, m.mapping_ttl_seconds,
-                m.events_channel)
+        return (self.id, self._ttl_seconds(), self._manager.forward_since())
 
     def _binding_args(self, binding: tuple[str, str, str] | None = None) -> tuple[Arg, ...]:
         """The binding block of write/renew/disconnect (``lib.lua`` binding_args):
         ``binding``, else the one riding on this operation."""
-        m = self._manager
-        binding_id, server, client = binding or self._binding or ("", "", "")
-        return (m.bindings_field, m.server_field, m.client_field, binding_id, server, client)
+        return binding or self._binding or ("", "", "")
 
     def _uid(self, fields: dict[str, str] | None = None) -> str | None:
         return self._manager.uid_of(self._snapshot if fields is None else fields)

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from dce_session import _scripts
 from dce_session._core import session_key
 from dce_session._flows.basic import BasicFlows
 from dce_session._flows.calls import (
@@ -41,9 +40,9 @@ class UserFlows(BasicFlows):
         moving = None if destroy_old or connection is None else \
             (connection.binding_id, connection.server, connection.client or "")
         renewed = Renewed.parse((yield ScriptCall(
-            _scripts.RENEW, (self.key, session_key(manager.sid_name, new_sid)),
+            manager.scripts.renew, (self.key, session_key(manager.sid_name, new_sid)),
             (*self._header(), new_sid, ttl * 60, int(self._state is State.STORED),
-             int(destroy_old), int(needs_user), manager.grace_seconds,
+             int(destroy_old), int(needs_user),
              *self._binding_args(moving), len(pairs) // 2,
              *pairs, *removals))))
         found = renewed.outcome in (Outcome.LIVE, Outcome.FORWARDING)
@@ -108,7 +107,8 @@ class UserFlows(BasicFlows):
             return False
         manager = self._manager
         removed = Removed.parse((yield ScriptCall(
-            _scripts.LOGOUT, (self.key,), (*self._header(), manager.replay_record(self.key)))))
+            manager.scripts.logout, (self.key,),
+            (*self._header(), manager.replay_record(self.key)))))
         if removed.outcome not in (Outcome.LIVE, Outcome.FORWARDING):
             self._absent()
             return False

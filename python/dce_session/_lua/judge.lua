@@ -1,8 +1,8 @@
 -- judge: carry out the after-grace judgment of a superseded sid.
 -- KEYS[1] presented session key; KEYS[2] the new session key (reissue)
 -- ARGV    the session header (lib.lua), then: action ('destroy' | 'reissue'),
---         the pointer the judgment saw, the new sid, seconds a judged sid
---         stays refused (the grace period)
+--         the pointer the judgment saw, the new sid (a judged sid stays
+--         refused for the grace period)
 -- Reply   found_reply (lib.lua): ROTATED with the reissued sid and its
 --         fields; ENDED when the presented sid was judged dead; or, when
 --         the key is no longer SUPERSEDED with that pointer (another
@@ -15,7 +15,7 @@
 --         'destroy' of the judged sid, 'rotate' of the reissued successor.
 local S = session_header()
 local action, expected, new_sid, refuse_seconds =
-  ARGV[HEADER + 1], ARGV[HEADER + 2], ARGV[HEADER + 3], tonumber(ARGV[HEADER + 4])
+  ARGV[HEADER + 1], ARGV[HEADER + 2], ARGV[HEADER + 3], SETTINGS.grace
 local new_key = KEYS[2]
 if action == 'reissue' and redis.call('EXISTS', new_key) == 1 then
   return found_reply(S, {at = {key = new_key, sid = new_sid, remaining = S.ttl}}, ROTATED)

@@ -50,14 +50,28 @@ local function hset_all(key, flat)
   end, flat)
 end
 
+-- The manager's settings, written into the text of its scripts by
+-- _scripts.py (scripts_for) rather than sent with every call: the session
+-- prefix, the bookkeeping field names, the user index prefix ('' on a
+-- cluster: see index_key), the index TTL floor, the events channel and the
+-- grace period in seconds.
+local SETTINGS = {
+  prefix = @sid_name, pointer = @new_sid_field, user = @user_field, uid = @uid_field,
+  index = @script_prefix, floor = @mapping_ttl_seconds, events = @events_channel,
+  bindings = @bindings_field, server = @server_field, client = @client_field,
+  grace = @grace_seconds,
+}
+
 -- The header every session script's ARGV starts with (built by the flows'
--- SessionState._header): S.key is KEYS[1], the presented session.
-local HEADER = 10
+-- SessionState._header): S.key is KEYS[1], the presented session; S.since:
+-- a successor created at or after this second is within grace.
+local HEADER = 3
 local function session_header()
   return {
-    key = KEYS[1], sid = ARGV[1], ttl = tonumber(ARGV[2]), prefix = ARGV[3],
-    pointer = ARGV[4], since = tonumber(ARGV[5]), user = ARGV[6], uid = ARGV[7],
-    index = ARGV[8], floor = tonumber(ARGV[9]), events = ARGV[10],
+    key = KEYS[1], sid = ARGV[1], ttl = tonumber(ARGV[2]), since = tonumber(ARGV[3]),
+    prefix = SETTINGS.prefix, pointer = SETTINGS.pointer, user = SETTINGS.user,
+    uid = SETTINGS.uid, index = SETTINGS.index, floor = SETTINGS.floor,
+    events = SETTINGS.events,
   }
 end
 
@@ -236,11 +250,12 @@ local function remember(record, result)
   if record ~= '' then redis.call('SET', record, result, 'EX', REPLAY_SECONDS) end
 end
 
--- The binding block of a script's ARGV at `at`: field, server field, client
--- field, binding id ('' for none), server, client ('' for none).
+-- The binding block of a script's ARGV at `at`: binding id ('' for none),
+-- server, client ('' for none); the field names are the manager's.
 local function binding_args(at)
-  return {field = ARGV[at], server_field = ARGV[at + 1], client_field = ARGV[at + 2],
-          id = ARGV[at + 3], server = ARGV[at + 4], client = ARGV[at + 5]}
+  return {field = SETTINGS.bindings, server_field = SETTINGS.server,
+          client_field = SETTINGS.client, id = ARGV[at], server = ARGV[at + 1],
+          client = ARGV[at + 2]}
 end
 
 local function bind_at(key, B)
@@ -271,7 +286,9 @@ end
 -- member stays while its key exists, is not rotated, holds a user, and
 -- that user's uid is this one or cannot be read (another writer's user
 -- type). Returns the live sids.
-local function live_sids(index, uid, prefix, user_field, uid_field, pointer_field)
+local function live_sids(index, uid)
+  local prefix, user_field, uid_field, pointer_field =
+    SETTINGS.prefix, SETTINGS.user, SETTINGS.uid, SETTINGS.pointer
   local live, dead = {}, {}
   -- A user JSON that opens with the uid member (what our writers and serde
   -- write for a user whose first member is the uid) needs no parse.

@@ -1,8 +1,7 @@
 -- renew: copy a session under a fresh sid (regenerate, login, auto_login).
 -- KEYS[1] presented session key; KEYS[2] new session key
 -- ARGV    the session header (lib.lua), then: new sid, new ttl seconds,
---         must exist (1|0), destroy old (1|0), needs a user (1|0), seconds
---         the destroyed sid reads as replaced (lib.lua replaced_key), the
+--         must exist (1|0), destroy old (1|0), needs a user (1|0), the
 --         binding block (lib.lua binding_args), n, then n field/value pairs
 --         to set, then the fields to remove
 -- Reply   {status, state, uid of the old session's user or '', sid of the
@@ -25,12 +24,12 @@
 --         regenerating), which moves to the new sid.
 local S = session_header()
 local new_key = KEYS[2]
-local new_sid, ttl, must_exist, destroy_old, needs_user, replaced_seconds =
+local new_sid, ttl, must_exist, destroy_old, needs_user =
   ARGV[HEADER + 1], tonumber(ARGV[HEADER + 2]), ARGV[HEADER + 3], ARGV[HEADER + 4],
-  ARGV[HEADER + 5], ARGV[HEADER + 6]
-local binding = binding_args(HEADER + 7)
-local pairs_count = tonumber(ARGV[HEADER + 13])
-local first = HEADER + 14
+  ARGV[HEADER + 5]
+local binding = binding_args(HEADER + 6)
+local pairs_count = tonumber(ARGV[HEADER + 9])
+local first = HEADER + 10
 
 local function with_fields(reply, key)
   for _, item in ipairs(redis.call('HGETALL', key)) do reply[#reply + 1] = item end
@@ -76,7 +75,7 @@ end
 if destroy_old == '1' and at then
   destroy(S, at)
   if found.state == FORWARDING then redis.call('DEL', S.key) end
-  redis.call('SET', replaced_key(S), '1', 'EX', replaced_seconds)
+  redis.call('SET', replaced_key(S), '1', 'EX', SETTINGS.grace)
 end
 if #flat == 0 and binding.id == '' then return {2, found.state, old_uid, old_sid} end
 

@@ -29,8 +29,8 @@ local mode, fallback_sid, fallback_ttl, wants_touch, wants_fields, record =
   ARGV[HEADER + 1], ARGV[HEADER + 2], tonumber(ARGV[HEADER + 3]), ARGV[HEADER + 4],
   ARGV[HEADER + 5], ARGV[HEADER + 6]
 local binding = binding_args(HEADER + 7)
-local pairs_count = tonumber(ARGV[HEADER + 13])
-local first = HEADER + 14
+local pairs_count = tonumber(ARGV[HEADER + 10])
+local first = HEADER + 11
 local set_end = first - 1 + 2 * pairs_count
 local earlier = nil
 if #ARGV > set_end then earlier = replayed(record) end  -- deletions: their count is recorded
