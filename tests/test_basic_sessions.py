@@ -21,6 +21,7 @@ from dce_session.errors import (
     SerializationError,
     SessionDestroyed,
     StoreError,
+    UnknownSetting,
 )
 from dce_session.testing import RedisServer
 from redis.backoff import NoBackoff
@@ -629,9 +630,16 @@ async def test_bad_settings(make_manager: Any, setting: str, value: Any) -> None
         make_manager(**{setting: value})
 
 
-async def test_unknown_setting_is_a_type_error(make_manager: Any) -> None:
-    with pytest.raises(TypeError):
+async def test_unknown_setting_is_a_type_error(make_manager: Any, redis_client: Any) -> None:
+    with pytest.raises(UnknownSetting, match=r"no setting 'ttl': did you mean 'ttl_minutes'\?"):
         make_manager(ttl=60)
+    with pytest.raises(UnknownSetting, match="the settings are ttl_minutes, sid_name") as raised:
+        make_manager(wat=1)
+    assert isinstance(raised.value, TypeError)
+    assert isinstance(raised.value, ConfigError)
+    manager_type = type(make_manager())
+    with pytest.raises(UnknownSetting, match=r"takes its settings by keyword .* 1 more by posit"):
+        manager_type(redis_client, 60)
 
 
 async def test_wrong_client_type(door: str, dce: Any, redis_url: str) -> None:

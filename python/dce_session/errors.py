@@ -9,6 +9,7 @@ Every error the library raises on purpose is a :class:`SessionError`::
      ├── SerializationError  (also TypeError)   a value JSON cannot hold
      ├── InvalidUser         (also TypeError)   a user without an int id in [0, 2**64)
      ├── ConfigError         (also ValueError)  bad settings, or a missing one
+     │    └── UnknownSetting (also TypeError)   a setting that does not exist, or by position
      ├── InvalidField        (also TypeError)   a field name that is not a str or not UTF-8
      ├── ReservedField       (also ValueError)  a write naming a bookkeeping field ($user, ...)
      └── StoreError                             Redis failed; the redis-py error is __cause__
@@ -31,6 +32,7 @@ __all__ = [
     "SessionDestroyed",
     "SessionError",
     "StoreError",
+    "UnknownSetting",
 ]
 
 
@@ -60,6 +62,12 @@ class InvalidUser(SessionError, TypeError):
 
 class ConfigError(SessionError, ValueError):
     """A bad setting, or a call that needs a setting that was not given."""
+
+
+class UnknownSetting(ConfigError, TypeError):
+    """A ``SessionManager`` setting under a name it does not have (the message
+    names the closest one), or settings passed by position: a ``TypeError``
+    too, as Python's own for an unknown keyword."""
 
 
 class InvalidField(SessionError, TypeError):

@@ -4,11 +4,13 @@ field names a write may use, the uid of a user, the script header."""
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import inspect
 import json
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 from dce_session._core import (
     encode_fields,
@@ -25,6 +27,7 @@ from dce_session.errors import (
     InvalidUser,
     ReservedField,
     SerializationError,
+    UnknownSetting,
 )
 
 
@@ -95,6 +98,22 @@ def _check_name(setting: str, value: object) -> str:
     return value
 
 
+def _check_call(manager: str, misplaced: tuple[object, ...], unknown: Mapping[str, object]) -> None:
+    """``UnknownSetting`` for settings passed by position or under a name that
+    is not a setting (with the closest setting's name)."""
+    names = [name for name, parameter in inspect.signature(Settings).parameters.items()
+             if parameter.kind is parameter.KEYWORD_ONLY]
+    if misplaced:
+        raise UnknownSetting(f"{manager}(client, ...) takes its settings by keyword "
+                          f"({', '.join(names)}), got {len(misplaced)} more by position")
+    for name in unknown:
+        near = [known for known in names if known.startswith(name) or name.startswith(known)] \
+            or difflib.get_close_matches(name, names, n=1, cutoff=0.5)
+        hint = f"did you mean {near[0]!r}? " if near else ""
+        raise UnknownSetting(f"{manager}() has no setting {name!r}: {hint}the settings are "
+                          f"{', '.join(names)}")
+
+
 class Settings:
     """Every setting of a ``SessionManager``, checked at once (``ConfigError``)."""
 
@@ -104,7 +123,7 @@ class Settings:
     def __init__(
         self,
         client: Any,
-        *,
+        *misplaced: NoReturn,
         ttl_minutes: int = 60,
         sid_name: str = "dcesid",
         user_prefix: str = "dceusmap",
@@ -117,7 +136,9 @@ class Settings:
         renew: RenewPolicy | None = None,
         clock: Callable[[], float] | None = None,
         uid_field: str = "id",
+        **unknown: NoReturn,
     ) -> None:
+        _check_call(type(self).__name__, misplaced, unknown)
         if not isinstance(client, self._client_types):
             names = " or ".join(f"{t.__module__}.{t.__qualname__}" for t in self._client_types)
             raise ConfigError(f"this SessionManager needs a {names}, "
