@@ -5,6 +5,7 @@ the scripts that make the changes. Both doors."""
 from __future__ import annotations
 
 import asyncio
+import json
 import queue
 import threading
 from collections.abc import Iterator
@@ -193,6 +194,26 @@ async def test_every_ending_and_change_is_published(listener: Any, call: Any) ->
     event = await watching.next()
     assert (event.kind, event.uid, event.sids) == ("logout_everywhere", 42, (rotating.id,))
     assert event.concerns(rotating.id)
+
+
+async def test_many_session_events_are_json_whatever_the_index_holds(
+        listener: Any, call: Any, store: Any) -> None:
+    """sync/logout_everywhere join their event text by hand for hex sids; a
+    member another writer put in the index (quotes, backslash) is escaped."""
+    manager, watching = listener
+    sids = [await logged_in(manager, call) for _ in range(3)]
+    odd = 'another "writer\\s'
+    store.sadd("dceusmap:42", odd)
+    store.hset(f"dcesid:{odd}", "$user", json.dumps({"id": 42}))
+    for operation, kind in ((manager.sync({"id": 42, "name": "n"}), "sync"),
+                            (manager.logout_everywhere(42), "logout_everywhere")):
+        assert await call(operation) == 4
+        event = await watching.next()
+        assert (event.kind, event.uid, sorted(event.sids)) == (kind, 42, sorted([*sids, odd]))
+    sid = await logged_in(manager, call)
+    assert await call(manager.sync({"id": 42})) == 1
+    event = await watching.next()
+    assert (event.kind, event.sids) == ("sync", (sid,))
 
 
 async def test_no_event_for_a_change_that_did_not_happen(listener: Any, call: Any) -> None:

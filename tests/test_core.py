@@ -492,6 +492,9 @@ PUBLIC = {
 PUBLIC["dce_session.asyncio"] = PUBLIC["dce_session"]  # the same names in both front doors
 # Names a module may add beyond API.md (extend, don't rename).
 EXTRA = {
+    "dce_session": {"UnknownSetting"},
+    "dce_session.asyncio": {"UnknownSetting"},
+    "dce_session.errors": {"UnknownSetting"},
     "dce_session.core": {
         "SID_MIN_LEN",
         "SID_MAX_LEN",

@@ -677,6 +677,21 @@ def test_an_auth_login_joins_the_users_index(client: Client, store: redis.Redis)
     assert manager.sessions_of(7) == []
 
 
+def test_an_auth_login_costs_the_cycle_and_one_write(
+        client: Client, trips: RoundTrips, store: redis.Redis) -> None:
+    """The save that writes ``_auth_user_id`` is the dce login itself (with the
+    request's other changes): cycle_key's regenerate, then one login."""
+    from dce_session.integrations.django import get_manager
+
+    client.get("/set/a/1")
+    trips.reset()
+    sid = client.get("/cycle").cookies[COOKIE].value
+    assert trips.commands == [b"EVALSHA", b"EVALSHA"]
+    assert get_manager().sessions_of(7) == [sid]
+    assert store.hgetall(key_of(sid)) == {"a": '"1"', "_auth_user_id": '"7"',
+                                          "$user": '{"id":7}'}
+
+
 def test_an_auth_login_with_a_non_integer_pk_is_not_indexed(store_cls: type[Any]) -> None:
     session = store_cls()
     session["_auth_user_id"] = "7f9c0a52-uuid"

@@ -15,7 +15,13 @@ from typing import Any
 import pydantic
 import pytest
 from dce_session.core import generate_sid, parse_sid
-from dce_session.errors import InvalidUser, NotLoggedIn
+from dce_session.errors import (
+    InvalidField,
+    InvalidUser,
+    NotLoggedIn,
+    ReservedField,
+    SerializationError,
+)
 
 WEEK = 604800
 BIG_UID = 2**64 - 1
@@ -148,6 +154,39 @@ async def test_login_of_a_loaded_session_is_one_round_trip(make_manager, call, s
     assert round_trips.count == 1
     assert store.exists(f"dcesid:{old}") == 0
     assert store.hgetall(f"dcesid:{new}") == {"a": "1", "$user": '{"id":1}'}
+
+
+async def test_login_writes_its_changes_in_the_same_step(make_manager, call, store, round_trips):
+    manager = make_manager()
+    old = await stored_session(manager, call, cart=["apple"], note="hi")
+    session = manager.open(old)
+    round_trips.reset()
+    new = await call(session.login({"id": 5}, changes={"note": None, "greeted": True}))
+    assert round_trips.count == 1
+    assert store.hgetall(f"dcesid:{new}") == {"cart": '["apple"]', "greeted": "true",
+                                              "$user": '{"id":5}'}
+    assert await call(session.data()) == {"cart": ["apple"], "greeted": True}
+    assert store.exists(f"dcesid:{old}") == 0
+    fresh = manager.new()
+    new = await call(fresh.login({"id": 6}, changes={"a": 1}))
+    assert store.hgetall(f"dcesid:{new}") == {"a": "1", "$user": '{"id":6}'}
+
+
+@pytest.mark.parametrize(("changes", "error"), [
+    ({"$user": {"id": 1}}, ReservedField), ({"$newid": "x"}, ReservedField),
+    ({"bad": object()}, SerializationError), ({1: "x"}, InvalidField),
+])
+async def test_login_refuses_bad_changes_and_writes_nothing(make_manager, call, store,
+                                                            round_trips, changes, error):
+    manager = make_manager()
+    old = await stored_session(manager, call, cart=["apple"])
+    session = manager.open(old)
+    round_trips.reset()
+    with pytest.raises(error):
+        await call(session.login({"id": 5}, changes=changes))
+    assert round_trips.count == 0
+    assert session_keys(store) == {f"dcesid:{old}"}
+    assert not store.exists("dceusmap:5")
 
 
 async def test_login_of_a_newborn_session_creates_a_logged_in_one(make_manager, call, store):

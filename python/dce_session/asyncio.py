@@ -157,8 +157,9 @@ class Session(SessionCore):
     async def uid(self) -> int | None:
         return await self._run(self._uid_flow())
 
-    async def login(self, user: Any, ttl_minutes: int | None = None) -> str:
-        return await self._run(self._login_flow(user, ttl_minutes))
+    async def login(self, user: Any, ttl_minutes: int | None = None, *,
+                    changes: Mapping[str, Any] | None = None) -> str:
+        return await self._run(self._login_flow(user, ttl_minutes, changes))
 
     async def auto_login(self) -> str:
         return await self._run(self._auto_login_flow())

@@ -192,9 +192,14 @@ class Session(SessionCore):
         """The logged-in user's id, or None."""
         return self._run(self._uid_flow())
 
-    def login(self, user: Any, ttl_minutes: int | None = None) -> str:
-        """Log ``user`` in under a fresh sid (returned); the old session is destroyed."""
-        return self._run(self._login_flow(user, ttl_minutes))
+    def login(self, user: Any, ttl_minutes: int | None = None, *,
+              changes: Mapping[str, Any] | None = None) -> str:
+        """Log ``user`` in under a fresh sid (returned); the old session is destroyed.
+
+        ``changes`` (value, or None to drop) are written in the same step, as
+        with :meth:`regenerate`.
+        """
+        return self._run(self._login_flow(user, ttl_minutes, changes))
 
     def auto_login(self) -> str:
         """Trade the sid of a logged-in session for a fresh one; ``NotLoggedIn`` if none."""

@@ -46,7 +46,7 @@ class BasicFlows(SessionState):
         self._arrived(found.outcome, found.sid, found.fields)
         if touch and found.outcome is Outcome.LIVE:
             self._touched = True
-            yield from self._index_touched()
+            yield from self._index_added()
         return True
 
     def _load_flow(self, touch: bool, judging: bool = False) -> Flow[Found]:
@@ -104,7 +104,7 @@ class BasicFlows(SessionState):
         if forwarded:
             self._snapshot = None  # the snapshot was the old sid's: reload on the next read
         if touched.outcome is Outcome.LIVE:
-            yield from self._index_touched()
+            yield from self._index_added()
         return True
 
     def _write_flow(self, pairs: list[str], deletions: list[str], touch: bool,
@@ -147,7 +147,7 @@ class BasicFlows(SessionState):
             or written.outcome is Outcome.FALLBACK
         self._bound()
         if wants_touch and written.exists and written.outcome is not Outcome.FORWARDING:
-            yield from self._index_touched()
+            yield from self._index_added()
         return written.deleted
 
     def _set_flow(self, mapping: object, touch: bool,

@@ -99,4 +99,4 @@ class RotationFlows(UserFlows):
         """This object now holds the new session a rotation or reissue made
         (``replaced``: the sid whose data moved, which leaves the index)."""
         self._arrived(Outcome.ROTATED, found.sid, found.fields)
-        yield from self._manager.index.added(self._uid(), self.id, self._ttl_seconds(), replaced)
+        yield from self._index_added(replaced)

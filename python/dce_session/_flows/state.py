@@ -176,7 +176,11 @@ class SessionState:
     def _uid(self, fields: dict[str, str] | None = None) -> str | None:
         return self._manager.uid_of(self._snapshot if fields is None else fields)
 
-    def _index_touched(self) -> Any:
-        """Cluster: a touch of a logged-in session keeps its index entry."""
+    def _index_added(self, replacing: str = "") -> Any:
+        """Cluster: this session, when logged in, in its user's index (a touch
+        keeps the entry; ``replacing``: the sid it took over from), in a step
+        after its script. A single node's scripts did it: nothing (the user
+        JSON is not even parsed)."""
         index = self._manager.index
-        return index.added(self._uid(), self.id, self._ttl_seconds()) if index.upkeep else ()
+        return index.added(self._uid(), self.id, self._ttl_seconds(), replacing) \
+            if index.upkeep else ()

@@ -61,16 +61,22 @@ class UserFlows(BasicFlows):
         else:
             self._arrived(Outcome.ROTATED, new_sid, renewed.fields)
             self._bound()
-            yield from manager.index.added(self._uid(), new_sid, ttl * 60)
+            yield from self._index_added()
         return new_sid
 
-    def _regenerate_flow(self, changes: Mapping[str, Any] | None, destroy_old: bool,
-                         ttl_minutes: int | None) -> Flow[str]:
+    def _changes(self, changes: Mapping[str, Any] | None) -> tuple[list[str], list[str]]:
+        """``(field/JSON pairs to set, fields to remove)`` of a ``changes`` mapping
+        (a value of None removes; every field checked)."""
         changes = dict(changes or {})
         manager = self._manager
         removals = [manager.writable(field) for field, value in changes.items() if value is None]
         pairs = manager.value_pairs({field: value for field, value in changes.items()
                                      if value is not None})
+        return pairs, removals
+
+    def _regenerate_flow(self, changes: Mapping[str, Any] | None, destroy_old: bool,
+                         ttl_minutes: int | None) -> Flow[str]:
+        pairs, removals = self._changes(changes)
         return (yield from self._renew_flow(pairs, removals, ttl_minutes, destroy_old=destroy_old,
                                             needs_user=False))
 
@@ -91,12 +97,15 @@ class UserFlows(BasicFlows):
         uid = None if document is None else document.get(self._manager.uid_field)
         return uid if isinstance(uid, int) and not isinstance(uid, bool) else None
 
-    def _login_flow(self, user: object, ttl_minutes: int | None) -> Flow[str]:
+    def _login_flow(self, user: object, ttl_minutes: int | None,
+                    changes: Mapping[str, Any] | None) -> Flow[str]:
         _, document = self._manager.user_document(user)
         if ttl_minutes is not None:
             check_ttl(ttl_minutes)
-        return (yield from self._renew_flow([self._manager.user_field, document], [], ttl_minutes,
-                                            destroy_old=True, needs_user=False))
+        pairs, removals = self._changes(changes)
+        return (yield from self._renew_flow([self._manager.user_field, document, *pairs],
+                                            removals, ttl_minutes, destroy_old=True,
+                                            needs_user=False))
 
     def _auto_login_flow(self) -> Flow[str]:
         return (yield from self._renew_flow([], [], None, destroy_old=True, needs_user=True))

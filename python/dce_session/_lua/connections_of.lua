@@ -6,7 +6,7 @@
 --         or only the dce fields (bound by another dce service); the index
 --         is pruned as by sessions_of.
 local reply = {}
-for _, sid in ipairs(live_sids(KEYS[1], ARGV[1])) do
+for _, sid in ipairs(live_sids(KEYS[1], ARGV[1], true)) do
   local held = redis.call('HMGET', SETTINGS.prefix .. ':' .. sid, SETTINGS.bindings,
                                SETTINGS.server, SETTINGS.client)
   if held[1] or held[2] then

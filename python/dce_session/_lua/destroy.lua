@@ -15,8 +15,7 @@ if earlier then return cjson.decode(earlier) end
 local found = resolve(S)
 local at = found.at
 if not at then return {found.state, 0, '', ''} end
-local uid = user_id(at.user, S.uid) or ''
-destroy(S, at)
+local uid = destroy(S, at) or ''
 if found.state == FORWARDING then redis.call('DEL', S.key) end
 publish(S.events, {event = 'destroy', sid = at.sid, uid = uid ~= '' and uid or nil})
 local reply = {found.state, 1, uid, at.sid}

@@ -81,6 +81,19 @@ local function publish(channel, event)
   redis.call('PUBLISH', channel, cjson.encode(event))
 end
 
+-- Publish an event about sessions of one user ({event, uid, sids}). The
+-- text is joined by hand when every sid is plain hex (cjson costs about
+-- 0.17 us per sid); the uid is always decimal text.
+local function publish_sids(channel, event, uid, sids)
+  local joined = table.concat(sids, '","')
+  if string.find(joined, '[^0-9A-Fa-f",]') then
+    publish(channel, {event = event, uid = uid, sids = sids})
+  else
+    redis.call('PUBLISH', channel, '{"event":"' .. event .. '","uid":"' .. uid ..
+               '","sids":["' .. joined .. '"]}')
+  end
+end
+
 -- Connection bindings: `field` (e.g. "$servers") holds a JSON object
 -- {binding id: [server, client or null]}, one entry per connection; the dce
 -- fields $server/$client keep the latest binding for dce readers.
@@ -181,11 +194,13 @@ local function touch(S, at)
   if index then index_touch(index, at.sid, at.ttl, S.floor) end
 end
 
--- Remove a live session and its entry in its user's index.
+-- Remove a live session and its entry in its user's index; returns the
+-- uid of its user (nil when none).
 local function destroy(S, at)
-  local index = index_key(S, at.user)
-  if index then redis.call('SREM', index, at.sid) end
+  local uid = user_id(at.user, S.uid)
+  if uid and S.index ~= '' then redis.call('SREM', S.index .. ':' .. uid, at.sid) end
   redis.call('DEL', at.key)
+  return uid
 end
 
 -- The side key saying that a login, auto_login or regenerate(destroy_old)
@@ -219,20 +234,20 @@ local function found_reply(S, found, state, flat)
   return {found.state, found.remaining}
 end
 
--- Move a live session's data under a fresh key: the old key keeps only
--- the pointer, with the session TTL from now (never extended later).
--- Returns the data (flat; `flat`: the data already read).
+-- Move a live session's data under a fresh key (RENAME: every field goes,
+-- bindings included): the old key keeps only the pointer, with the session
+-- TTL from now (never extended later). Returns the data (flat; `flat`: the
+-- data already read).
 local function move(S, from, new_key, new_sid, new_ttl, old_key, old_ttl, flat)
   flat = flat or redis.call('HGETALL', from.key)
-  hset_all(new_key, flat)
+  redis.call('RENAME', from.key, new_key)
   redis.call('EXPIRE', new_key, new_ttl)
   local index = index_key(S, from.user)
   if index then
     redis.call('SREM', index, from.sid)
     index_add(index, new_sid, new_ttl, S.floor)
   end
-  if from.key ~= old_key then redis.call('DEL', from.key) end
-  redis.call('DEL', old_key)
+  if from.key ~= old_key then redis.call('DEL', old_key) end
   redis.call('HSET', old_key, S.pointer, new_sid)
   redis.call('EXPIRE', old_key, old_ttl)
   return flat
@@ -285,29 +300,40 @@ end
 -- The live sids of one user's index, pruning the rest (SEMANTICS 3.7): a
 -- member stays while its key exists, is not rotated, holds a user, and
 -- that user's uid is this one or cannot be read (another writer's user
--- type). Returns the live sids.
-local function live_sids(index, uid)
+-- type). Returns the live sids; `prune`: SREM the others from the index.
+local function live_sids(index, uid, prune)
   local prefix, user_field, uid_field, pointer_field =
     SETTINGS.prefix, SETTINGS.user, SETTINGS.uid, SETTINGS.pointer
-  local live, dead = {}, {}
+  local live, dead, live_count, dead_count = {}, {}, 0, 0
   -- A user JSON that opens with the uid member (what our writers and serde
-  -- write for a user whose first member is the uid) needs no parse.
+  -- write for a user whose first member is the uid) needs no parse: the
+  -- member is this uid when a ',' or '}' follows it.
   local opening = '{"' .. uid_field .. '":' .. uid
   local after = #opening + 1
   for _, sid in ipairs(redis.call('SMEMBERS', index)) do
     local held = redis.call('HMGET', prefix .. ':' .. sid, user_field, pointer_field)
-    local user = held[1]
-    local stored_uid = user and (string.sub(user, 1, #opening) == opening
-        and string.find(',}', string.sub(user, after, after), 1, true) and uid
-        or user_id(user, uid_field))
-    if user and not held[2] and (stored_uid == nil or stored_uid == uid) then
-      live[#live + 1] = sid
+    local user, mine = held[1], false
+    if user and not held[2] then
+      local next_byte = string.find(user, opening, 1, true) == 1 and string.byte(user, after)
+      if next_byte == 44 or next_byte == 125 then
+        mine = true
+      else
+        local stored_uid = user_id(user, uid_field)
+        mine = stored_uid == nil or stored_uid == uid
+      end
+    end
+    if mine then
+      live_count = live_count + 1
+      live[live_count] = sid
     else
-      dead[#dead + 1] = sid
+      dead_count = dead_count + 1
+      dead[dead_count] = sid
     end
   end
-  in_slices(function(list, first, last)
-    redis.call('SREM', index, unpack(list, first, last))
-  end, dead)
+  if prune then
+    in_slices(function(list, first, last)
+      redis.call('SREM', index, unpack(list, first, last))
+    end, dead)
+  end
   return live
 end

@@ -16,11 +16,10 @@ local at = found.at
 if not at then return {found.state, 0, '', '', 0} end
 local user = at.user
 if not user then return {found.state, 0, '', at.sid, 1} end
-local index = index_key(S, user)
-if index then redis.call('SREM', index, at.sid) end
+local uid = user_id(user, S.uid)
+if uid and S.index ~= '' then redis.call('SREM', S.index .. ':' .. uid, at.sid) end
 redis.call('HDEL', at.key, S.user)
-publish(S.events, {event = 'logout', sid = at.sid, uid = user_id(user, S.uid)})
-local reply = {found.state, 1, user_id(user, S.uid) or '', at.sid,
-               redis.call('EXISTS', at.key)}
+publish(S.events, {event = 'logout', sid = at.sid, uid = uid})
+local reply = {found.state, 1, uid or '', at.sid, redis.call('EXISTS', at.key)}
 remember(record, cjson.encode(reply))
 return reply

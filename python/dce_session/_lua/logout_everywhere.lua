@@ -8,7 +8,7 @@
 --         first execution's count.
 local earlier = replayed(ARGV[2])
 if earlier then return tonumber(earlier) end
-local sids = live_sids(KEYS[1], ARGV[1])
+local sids = live_sids(KEYS[1], ARGV[1], false)  -- the index goes whole
 in_slices(function(list, first, last)
   local keys = {}
   for index = first, last do keys[#keys + 1] = SETTINGS.prefix .. ':' .. list[index] end
@@ -16,7 +16,7 @@ in_slices(function(list, first, last)
 end, sids)
 redis.call('DEL', KEYS[1])
 if #sids > 0 then
-  publish(SETTINGS.events, {event = 'logout_everywhere', uid = ARGV[1], sids = sids})
+  publish_sids(SETTINGS.events, 'logout_everywhere', ARGV[1], sids)
   remember(ARGV[2], #sids)
 end
 return #sids

@@ -369,26 +369,29 @@ class SessionStore(SessionBase):
         self._dce, self._key = manager.new(self._ttl(data)), None
         self._snapshot = Snapshot(to_store=jsonable)
         changes = self._changes(data)
-        self._dce.update(changes.set)
-        self._log_in(changes.set)
+        user = self._logged_in(changes.set)
+        if user is None:
+            self._dce.update(changes.set)
+        else:
+            self._dce.login(user, changes=changes.set)
         self._snapshot.apply(changes)
         self._key = self._dce.id
         self.modified = True
 
-    def _log_in(self, written: dict[str, Any]) -> None:
-        """``django.contrib.auth`` has just logged a user in (its pk, an integer, was
-        written): the dce login, so that the session joins that user's index
-        (``sessions_of``, ``sync``, ``logout_everywhere``). One more round
-        trip and a fresh sid, on the login request only."""
+    def _logged_in(self, written: dict[str, Any]) -> dict[str, int] | None:
+        """The dce user when ``django.contrib.auth`` has just logged a user in
+        (its pk, an integer, is being written): the write is then a dce
+        ``login`` (a fresh sid, the same one round trip), so that the session
+        joins that user's index (``sessions_of``, ``sync``,
+        ``logout_everywhere``). None otherwise."""
         pk = written.get(_AUTH_USER)
         if not isinstance(pk, str | int) or isinstance(pk, bool):
-            return
+            return None
         try:
             uid = int(pk)
         except ValueError:  # a UUID or text primary key: nothing to index by
-            return
-        if 0 <= uid < 2**64:
-            self.dce.login({get_manager().uid_field: uid})
+            return None
+        return {get_manager().uid_field: uid} if 0 <= uid < 2**64 else None
 
     def save(self, must_create: bool = False) -> None:
         """Write the changed keys in one ``update()``; nothing changed: refresh the TTL.
@@ -421,13 +424,14 @@ class SessionStore(SessionBase):
                 session.destroy()
                 return
             wanted = self._ttl(data)
-            if _EXPIRY in changes.keys and wanted != session.ttl_minutes:
-                moved: dict[str, Any] = {**changes.set, **dict.fromkeys(changes.delete)}
+            user = self._logged_in(changes.set)
+            moved: dict[str, Any] = {**changes.set, **dict.fromkeys(changes.delete)}
+            if user is not None:
+                session.login(user, ttl_minutes=wanted, changes=moved)
+            elif _EXPIRY in changes.keys and wanted != session.ttl_minutes:
                 session.regenerate(moved, destroy_old=True, ttl_minutes=wanted)
-                self._log_in(changes.set)
             elif changes:
                 session.update(changes.set, delete=changes.delete)
-                self._log_in(changes.set)
             elif was_loaded and not session.touch():  # (a load now has just touched it)
                 raise UpdateError("the session is no longer stored")
         except SessionDestroyed as error:
