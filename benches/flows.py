@@ -697,12 +697,11 @@ FLOWS: list[Flow] = [
          naive=lambda m, uid: m.sessions_of(uid)),
     Flow("sync 100", "sync.lua", "Lua: SMEMBERS + EXISTS and HSET per sid",
          "HMGET + uid check per sid (only live sessions of this uid are written), PUBLISH "
-         "of the sync event (its sids joined as text, not cjson)", sync(100), n=30,
+         "of the sync event", sync(100), n=30,
          naive=lambda m, uid: m.sync({**USER, "id": uid, "name": "Zoë B."})),
     Flow("logout_everywhere 100", "logout_everywhere.lua",
          "Lua: SMEMBERS + one DEL of all + DEL index",
          "HMGET + uid check per sid (only live sessions of this uid are counted), replay "
-         "record GET + SET, PUBLISH of an event listing every sid (joined as text, not "
-         "cjson)", logout_everywhere(100),
+         "record GET + SET, PUBLISH of an event listing every sid", logout_everywhere(100),
          n=20),
 ]

@@ -198,8 +198,8 @@ async def test_every_ending_and_change_is_published(listener: Any, call: Any) ->
 
 async def test_many_session_events_are_json_whatever_the_index_holds(
         listener: Any, call: Any, store: Any) -> None:
-    """sync/logout_everywhere join their event text by hand for hex sids; a
-    member another writer put in the index (quotes, backslash) is escaped."""
+    """sync/logout_everywhere list every sid in one event: a member another
+    writer put in the index (quotes, backslash) is escaped, never breaking it."""
     manager, watching = listener
     sids = [await logged_in(manager, call) for _ in range(3)]
     odd = 'another "writer\\s'

@@ -81,19 +81,6 @@ local function publish(channel, event)
   redis.call('PUBLISH', channel, cjson.encode(event))
 end
 
--- Publish an event about sessions of one user ({event, uid, sids}). The
--- text is joined by hand when every sid is plain hex (cjson costs about
--- 0.17 us per sid); the uid is always decimal text.
-local function publish_sids(channel, event, uid, sids)
-  local joined = table.concat(sids, '","')
-  if string.find(joined, '[^0-9A-Fa-f",]') then
-    publish(channel, {event = event, uid = uid, sids = sids})
-  else
-    redis.call('PUBLISH', channel, '{"event":"' .. event .. '","uid":"' .. uid ..
-               '","sids":["' .. joined .. '"]}')
-  end
-end
-
 -- Connection bindings: `field` (e.g. "$servers") holds a JSON object
 -- {binding id: [server, client or null]}, one entry per connection; the dce
 -- fields $server/$client keep the latest binding for dce readers.

@@ -16,7 +16,7 @@ in_slices(function(list, first, last)
 end, sids)
 redis.call('DEL', KEYS[1])
 if #sids > 0 then
-  publish_sids(SETTINGS.events, 'logout_everywhere', ARGV[1], sids)
+  publish(SETTINGS.events, {event = 'logout_everywhere', uid = ARGV[1], sids = sids})
   remember(ARGV[2], #sids)
 end
 return #sids

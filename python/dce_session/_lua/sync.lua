@@ -9,5 +9,5 @@ local sids = live_sids(KEYS[1], ARGV[1], true)
 for _, sid in ipairs(sids) do
   redis.call('HSET', SETTINGS.prefix .. ':' .. sid, SETTINGS.user, ARGV[2])
 end
-if #sids > 0 then publish_sids(SETTINGS.events, 'sync', ARGV[1], sids) end
+if #sids > 0 then publish(SETTINGS.events, {event = 'sync', uid = ARGV[1], sids = sids}) end
 return #sids
