@@ -83,11 +83,21 @@ class IndexSteps:
         return Command(("ZRANGE", self.settings.presence_key, 0, -1, "WITHSCORES"))
 
 
+def _twice(call: ScriptCall | Command) -> Flow[None]:
+    """``call``, sent once more if it fails: index upkeep is idempotent, and a
+    cluster fault (a connection the client itself dropped while refreshing
+    its slot map, a failover) often passes on the second try."""
+    try:
+        yield call
+    except StoreError:
+        yield call
+
+
 class ClusterIndexSteps(IndexSteps):
     """Redis Cluster: the index is updated in its own round trips, after the
     session's own step - the new sid added once its session is written (and
     re-added by a touch), the old sid removed once it is gone. The index is
-    another slot, maybe another node: upkeep that fails is skipped with a
+    another slot, maybe another node: upkeep that fails twice is skipped with a
     WARNING on the ``dce_session`` logger, never failing the session's
     operation; what it leaves (a dead sid listed, a live one not yet) is
     healed by the index flows' pruning and the next touch. The index flows
@@ -100,8 +110,8 @@ class ClusterIndexSteps(IndexSteps):
         if uid is not None:
             s = self.settings
             try:
-                yield ScriptCall(s.scripts.index_add, (f"{s.user_prefix}:{uid}",),
-                                 (sid, ttl_seconds, replacing))
+                yield from _twice(ScriptCall(s.scripts.index_add, (f"{s.user_prefix}:{uid}",),
+                                             (sid, ttl_seconds, replacing)))
             except StoreError as error:
                 log.warning("user index of uid %s unavailable: session %s not listed until its "
                             "next touch (%s)", uid, redact(sid), error)
@@ -109,7 +119,7 @@ class ClusterIndexSteps(IndexSteps):
     def removed(self, uid: str | None, *sids: str) -> Flow[None]:
         if uid is not None and sids:
             try:
-                yield Command(("SREM", f"{self.settings.user_prefix}:{uid}", *sids))
+                yield from _twice(Command(("SREM", f"{self.settings.user_prefix}:{uid}", *sids)))
             except StoreError as error:
                 log.warning("user index of uid %s unavailable: %d ended session(s) stay listed "
                             "until pruned (%s)", uid, len(sids), error)
