@@ -125,7 +125,7 @@ class BasicFlows(SessionState):
         record = manager.replay_record(self.key) if counted else ""
         keys = (self.key, session_key(manager.sid_name, fallback)) if fallback else (self.key,)
         written = Written.parse((yield ScriptCall(manager.scripts.write, keys, (
-            *self._header(), mode, fallback, manager.ttl_minutes * 60, int(wants_touch),
+            *self._header(), mode, fallback, int(wants_touch),
             int(asked), record, *self._binding_args(), len(pairs) // 2, *pairs, *deletions))),
             asked)
         if not written.outcome.acted:

@@ -166,7 +166,7 @@ class SessionState:
 
     def _header(self) -> tuple[Arg, ...]:
         """The ARGV every session script starts with (``lib.lua`` session_header)."""
-        return (self.id, self._ttl_seconds(), self._manager.forward_since())
+        return (self._manager.forward_since(),)
 
     def _binding_args(self, binding: tuple[str, str, str] | None = None) -> tuple[Arg, ...]:
         """The binding block of write/renew/disconnect (``lib.lua`` binding_args):

@@ -41,7 +41,7 @@ class UserFlows(BasicFlows):
             (connection.binding_id, connection.server, connection.client or "")
         renewed = Renewed.parse((yield ScriptCall(
             manager.scripts.renew, (self.key, session_key(manager.sid_name, new_sid)),
-            (*self._header(), new_sid, ttl * 60, int(self._state is State.STORED),
+            (*self._header(), new_sid, int(self._state is State.STORED),
              int(destroy_old), int(needs_user),
              *self._binding_args(moving), len(pairs) // 2,
              *pairs, *removals))))

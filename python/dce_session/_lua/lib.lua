@@ -62,13 +62,21 @@ local SETTINGS = {
   grace = @grace_seconds,
 }
 
+-- A sid's ttl in seconds: the 4 hex digits of minutes after its 64 random
+-- ones (the sid format; the flows only send sids the core made or checked).
+local function sid_ttl(sid)
+  return tonumber(string.sub(sid, 65, 68), 16) * 60
+end
+
 -- The header every session script's ARGV starts with (built by the flows'
--- SessionState._header): S.key is KEYS[1], the presented session; S.since:
--- a successor created at or after this second is within grace.
-local HEADER = 3
+-- SessionState._header): S.key is KEYS[1], the presented session, S.sid and
+-- S.ttl are read from it; S.since (ARGV[1]): a successor created at or
+-- after this second is within grace.
+local HEADER = 1
 local function session_header()
+  local sid = string.sub(KEYS[1], #SETTINGS.prefix + 2)
   return {
-    key = KEYS[1], sid = ARGV[1], ttl = tonumber(ARGV[2]), since = tonumber(ARGV[3]),
+    key = KEYS[1], sid = sid, ttl = sid_ttl(sid), since = tonumber(ARGV[1]),
     prefix = SETTINGS.prefix, pointer = SETTINGS.pointer, user = SETTINGS.user,
     uid = SETTINGS.uid, index = SETTINGS.index, floor = SETTINGS.floor,
     events = SETTINGS.events,

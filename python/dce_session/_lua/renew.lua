@@ -1,7 +1,7 @@
 -- renew: copy a session under a fresh sid (regenerate, login, auto_login).
 -- KEYS[1] presented session key; KEYS[2] new session key
--- ARGV    the session header (lib.lua), then: new sid, new ttl seconds,
---         must exist (1|0), destroy old (1|0), needs a user (1|0), the
+-- ARGV    the session header (lib.lua), then: new sid (its ttl is the new
+--         session's), must exist (1|0), destroy old (1|0), needs a user (1|0), the
 --         binding block (lib.lua binding_args), n, then n field/value pairs
 --         to set, then the fields to remove
 -- Reply   {status, state, uid of the old session's user or '', sid of the
@@ -24,12 +24,12 @@
 --         regenerating), which moves to the new sid.
 local S = session_header()
 local new_key = KEYS[2]
-local new_sid, ttl, must_exist, destroy_old, needs_user =
-  ARGV[HEADER + 1], tonumber(ARGV[HEADER + 2]), ARGV[HEADER + 3], ARGV[HEADER + 4],
-  ARGV[HEADER + 5]
-local binding = binding_args(HEADER + 6)
-local pairs_count = tonumber(ARGV[HEADER + 9])
-local first = HEADER + 10
+local new_sid, must_exist, destroy_old, needs_user =
+  ARGV[HEADER + 1], ARGV[HEADER + 2], ARGV[HEADER + 3], ARGV[HEADER + 4]
+local ttl = sid_ttl(new_sid)
+local binding = binding_args(HEADER + 5)
+local pairs_count = tonumber(ARGV[HEADER + 8])
+local first = HEADER + 9
 
 local function with_fields(reply, key)
   for _, item in ipairs(redis.call('HGETALL', key)) do reply[#reply + 1] = item end

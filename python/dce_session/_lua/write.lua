@@ -1,7 +1,7 @@
 -- write: set and delete fields of one session.
 -- KEYS[1] session key; KEYS[2] fallback key (only with mode 'fallback')
--- ARGV    the session header (lib.lua), then: mode, fallback sid, fallback
---         ttl seconds, touch (1|0), reply fields (1|0), replay record key
+-- ARGV    the session header (lib.lua), then: mode, fallback sid (its ttl
+--         is the fallback's), touch (1|0), reply fields (1|0), replay record key
 --         ('' for none), the binding block (lib.lua binding_args: a
 --         connection's first request binds it), n, then n field/value pairs
 --         to set, then the fields to delete
@@ -25,12 +25,11 @@
 --         not in KEYS) is read before the first write: on a slot being
 --         migrated a missing one fails the script before it changed anything.
 local S = session_header()
-local mode, fallback_sid, fallback_ttl, wants_touch, wants_fields, record =
-  ARGV[HEADER + 1], ARGV[HEADER + 2], tonumber(ARGV[HEADER + 3]), ARGV[HEADER + 4],
-  ARGV[HEADER + 5], ARGV[HEADER + 6]
-local binding = binding_args(HEADER + 7)
-local pairs_count = tonumber(ARGV[HEADER + 10])
-local first = HEADER + 11
+local mode, fallback_sid, wants_touch, wants_fields, record =
+  ARGV[HEADER + 1], ARGV[HEADER + 2], ARGV[HEADER + 3], ARGV[HEADER + 4], ARGV[HEADER + 5]
+local binding = binding_args(HEADER + 6)
+local pairs_count = tonumber(ARGV[HEADER + 9])
+local first = HEADER + 10
 local set_end = first - 1 + 2 * pairs_count
 local earlier = nil
 if #ARGV > set_end then earlier = replayed(record) end  -- deletions: their count is recorded
@@ -42,7 +41,8 @@ else
   at, state = found.at, found.state
   if not at then
     if mode == 'existing' then return {state, 0, 0, -2, ''} end
-    at, state = {key = KEYS[2], sid = fallback_sid, ttl = fallback_ttl, fresh = true}, FALLBACK
+    at, state = {key = KEYS[2], sid = fallback_sid, ttl = sid_ttl(fallback_sid), fresh = true},
+      FALLBACK
     at.replaced = replaced(S)
   end
 end
