@@ -654,8 +654,8 @@ FLOWS: list[Flow] = [
          "HSET + EXPIRE (pipeline)",
          "the same two commands inside a script: Lua's fixed cost per EVALSHA (~10 us on "
          "this VM, see Notes) and 10 arguments before the values (the sid and its ttl are read "
-         "from the key, the manager's settings are in the script's text); in Python the field-name, "
-         "reserved-field and value-contract checks (Rust encoder)", new_set,
+         "from the key, the manager's settings are in the script's text); in Python the "
+         "field-name, reserved-field and value-contract checks (Rust encoder)", new_set,
          naive=lambda m, _: _naive_new_set(m)),
     Flow("open+get", "open.lua: HGETALL, then EXPIRE (touch) when live",
          "HGETALL + EXPIRE (pipeline)",
