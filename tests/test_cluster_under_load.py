@@ -579,6 +579,15 @@ async def test_resharding_under_load(managers: Callable[..., dict[str, Any]],
 # -- 2. a primary killed under load -----------------------------------------------------
 
 
+def until_acked(acked: Callable[[], int], count: int) -> None:
+    """Wait (polling) until the workers have acknowledged ``count`` writes: the
+    load is measured in operations, not in seconds."""
+    deadline = time.monotonic() + 30
+    while acked() < count:
+        assert time.monotonic() < deadline, f"the load stalled at {acked()} acked writes"
+        time.sleep(0.02)
+
+
 def wait_one_replica(client: Any, key: str) -> Any:
     """``WAIT 1 200`` on the node of ``key``, over the connection that wrote it
     (each worker has a client of its own, used one call at a time): the
@@ -620,8 +629,11 @@ async def test_a_primary_killed_under_load(managers: Callable[..., dict[str, Any
         started = time.monotonic()
         times: dict[str, float] = {}
 
+        def acked() -> int:
+            return sum(worker.tally.acked for worker in workers)
+
         def kill_a_primary() -> None:
-            time.sleep(1.5)
+            until_acked(acked, 300)  # the load first builds up some sessions
             times["killed"] = time.monotonic() - started
             victim.kill()
             deadline = time.monotonic() + 20
@@ -631,7 +643,7 @@ async def test_a_primary_killed_under_load(managers: Callable[..., dict[str, Any
             times["promoted"] = time.monotonic() - started
             cluster.wait_ok(timeout=20)
             times["cluster_ok"] = time.monotonic() - started
-            time.sleep(2.0)  # the load goes on over the new topology
+            until_acked(acked, acked() + 300)  # the load goes on over the new topology
 
         with caplog.at_level(logging.WARNING, logger="dce_session"):
             await run_load(workers, stop, kill_a_primary, started)
