@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from dce_session import RenewPolicy, SessionEvent
-from dce_session.errors import ReservedField
+from dce_session.errors import ConfigError, ReservedField
 
 A, B = "10.0.0.1:8000", "10.0.0.2:8000"
 USER = {"id": 42}
@@ -236,3 +236,109 @@ async def test_a_session_bound_by_another_dce_service_is_listed(make_manager: An
     assert await call(manager.connections_of(42)) == [(sid, A, "9.9.9.9:9")]
     await bind(manager, call, sid, B, "2.2.2.2:2")  # ours takes over the dce fields
     assert await call(manager.connections_of(42)) == [(sid, B, "2.2.2.2:2")]
+
+
+# -- the stream itself ----------------------------------------------------------------
+
+
+async def _first_event(stream: Any, door: str) -> SessionEvent:
+    """The stream's next event; the stream closed after 2 s (a failure, not a hang)."""
+    if door == "sync":
+        timer = threading.Timer(2, stream.close)
+        timer.start()
+        try:
+            return next(stream)  # type: ignore[no-any-return]
+        finally:
+            timer.cancel()
+    return await asyncio.wait_for(anext(stream), 2)  # type: ignore[no-any-return]
+
+
+async def test_a_stream_reports_what_follows_its_making_without_a_listener_running(
+        make_manager: Any, call: Any, door: str) -> None:
+    """Made (async: awaited), the stream is subscribed: a change made right after,
+    before anything iterates it, is its first event."""
+    manager = make_manager()
+    sid = await logged_in(manager, call)
+    stream = await call(manager.events(poll=0.05))
+    try:
+        assert await call(manager.open(sid).destroy()) is True
+        event = await _first_event(stream, door)
+        assert (event.kind, event.sid, event.uid) == ("destroy", sid, 42)
+    finally:
+        await call(stream.close() if door == "sync" else stream.aclose())
+
+
+async def test_a_stream_used_as_a_with_block_is_subscribed_inside_and_ended_after(
+        make_manager: Any, call: Any, door: str) -> None:
+    manager = make_manager()
+    sid = await logged_in(manager, call)
+    if door == "sync":
+        with manager.events(poll=0.05) as stream:
+            assert manager.logout_everywhere(42) == 1
+            event = await _first_event(stream, door)
+        with pytest.raises(StopIteration):  # left: ended
+            next(stream)
+    else:
+        async with manager.events(poll=0.05) as stream:
+            assert await manager.logout_everywhere(42) == 1
+            event = await _first_event(stream, door)
+        with pytest.raises(StopAsyncIteration):
+            await anext(stream)
+    assert (event.kind, event.sids) == ("logout_everywhere", (sid,))
+
+
+async def test_a_closed_stream_stops(make_manager: Any, call: Any, door: str) -> None:
+    manager = make_manager()
+    stream = await call(manager.events(poll=0.05))
+    await call(stream.close() if door == "sync" else stream.aclose())
+    sid = await logged_in(manager, call)
+    assert await call(manager.open(sid).destroy()) is True
+    stop = StopIteration if door == "sync" else StopAsyncIteration
+    with pytest.raises(stop):
+        await call(next(stream) if door == "sync" else anext(stream))
+
+
+async def test_a_foreign_message_on_the_channel_is_dropped_with_a_warning(
+        make_manager: Any, call: Any, door: str, store: Any,
+        caplog: pytest.LogCaptureFixture) -> None:
+    manager = make_manager()
+    sid = await logged_in(manager, call)
+    stream = await call(manager.events(poll=0.05))
+    try:
+        with caplog.at_level("WARNING", logger="dce_session"):
+            store.publish("dcesid~events", "not json")
+            store.publish("dcesid~events", json.dumps({"no": "event"}))
+            assert await call(manager.open(sid).destroy()) is True
+            event = await _first_event(stream, door)
+        assert (event.kind, event.sid) == ("destroy", sid)
+        dropped = [r for r in caplog.records if "no session event, dropped" in r.getMessage()]
+        assert len(dropped) == 2
+    finally:
+        await call(stream.close() if door == "sync" else stream.aclose())
+
+
+@pytest.mark.parametrize("poll", [0, -1, float("nan"), "1", True, None])
+async def test_events_refuses_a_bad_poll(make_manager: Any, poll: Any) -> None:
+    with pytest.raises(ConfigError, match="poll"):
+        make_manager().events(poll=poll)
+
+
+@pytest.mark.parametrize(("server", "lapse"), [(None, 15), ("", 15), (5, 15),
+                                               (A, 0), (A, -5), (A, "x"), (A, True)])
+async def test_presence_refuses_bad_input_and_writes_nothing(
+        make_manager: Any, call: Any, store: Any, server: Any, lapse: Any) -> None:
+    manager = make_manager()
+    with pytest.raises(ConfigError):
+        await call(manager.beat(server, lapse_seconds=lapse))
+    if lapse == 15:
+        with pytest.raises(ConfigError, match="server"):
+            await call(manager.forget_server(server))
+    assert not store.exists("dcesid~presence")
+
+
+@pytest.mark.parametrize("every", [0, -1, float("inf"), "5", None])
+async def test_keep_alive_refuses_a_bad_period(make_manager: Any, store: Any,
+                                               every: Any) -> None:
+    with pytest.raises(ConfigError, match="every"):
+        make_manager().keep_alive(A, every=every)
+    assert not store.exists("dcesid~presence")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import Generator, Iterable, Mapping
 from typing import Any, TypeVar
 
 import redis.asyncio
@@ -34,6 +34,9 @@ from dce_session._flows.connection import (
     lapse_for,
     presence_beat,
     presence_forget,
+    received_event,
+    seconds,
+    server_name,
 )
 from dce_session.errors import *  # noqa: F403  (each front door re-exports every error)
 from dce_session.errors import StoreError
@@ -190,7 +193,8 @@ class Presence:
     ``await aclose()``, which stops it and forgets the server."""
 
     def __init__(self, manager: SessionManager, server: str, every: float) -> None:
-        self.manager, self.server, self.every = manager, server, every
+        self.manager, self.server = manager, server_name(server)
+        self.every = seconds(every, "every")
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> Presence:
@@ -222,40 +226,71 @@ class Presence:
 
 
 class EventStream:
-    """Session events as they are published: ``async for event in stream``;
-    ``await aclose()`` ends it."""
+    """Session events as they are published, from the moment it is subscribed:
+    ``async with manager.events() as stream`` (or ``stream = await
+    manager.events()``) subscribes at once; ``async for event in stream`` then
+    yields them (it subscribes itself on its first step if neither was done).
+    ``await aclose()`` (or leaving the ``async with``) ends it."""
 
     def __init__(self, manager: SessionManager, poll: float = 0.5) -> None:
-        self._manager, self._poll, self._closed = manager, poll, False
+        self._manager, self._poll = manager, seconds(poll, "poll")
         self._pubsub: Any = None
+        self._closed = self._reading = False
 
-    async def __aiter__(self) -> AsyncIterator[SessionEvent]:
+    async def _subscribe(self) -> None:
+        if self._pubsub is not None:
+            return
         client = self._manager.client
         try:
             if self._manager.cluster:  # its pubsub needs the slot map: read it first
                 await client.initialize()
-            self._pubsub = client.pubsub(ignore_subscribe_messages=True)
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
         except (RedisError, RedisClusterException) as error:
             raise store_error(error) from error
         try:
-            try:
-                await self._pubsub.subscribe(self._manager.events_channel)
-            except (RedisError, RedisClusterException) as error:
-                raise store_error(error) from error
+            await pubsub.subscribe(self._manager.events_channel)
+        except (RedisError, RedisClusterException) as error:
+            await pubsub.aclose()
+            raise store_error(error) from error
+        self._pubsub = pubsub
+
+    def __await__(self) -> Generator[Any, None, EventStream]:
+        return self.__aenter__().__await__()
+
+    def __aiter__(self) -> EventStream:
+        return self
+
+    async def __anext__(self) -> SessionEvent:
+        self._reading = True
+        try:
+            if not self._closed:
+                await self._subscribe()
             while not self._closed:
                 try:
                     message = await self._pubsub.get_message(timeout=self._poll)
                 except (RedisError, RedisClusterException) as error:
                     raise store_error(error) from error
-                if message is not None and message.get("type") == "message":
-                    yield SessionEvent.parse(message["data"])
+                event = received_event(message)
+                if event is not None:
+                    return event
         finally:
-            await self._pubsub.aclose()
+            self._reading = False
+        await self._release()
+        raise StopAsyncIteration
+
+    async def _release(self) -> None:
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            await pubsub.aclose()
 
     async def aclose(self) -> None:
+        """End the stream: an ``async for`` on it stops within ``poll`` seconds."""
         self._closed = True
+        if not self._reading:  # else the reading step releases it as it stops
+            await self._release()
 
     async def __aenter__(self) -> EventStream:
+        await self._subscribe()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -300,5 +335,6 @@ class SessionManager(ManagerCore):
         await run(self.client, presence_forget(self, server))
 
     def events(self, poll: float = 0.5) -> EventStream:
-        """``async for event in manager.events():`` the session events from now on."""
+        """The session events from the moment the stream is subscribed:
+        ``async with manager.events() as stream: async for event in stream``."""
         return EventStream(self, poll)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
 import redis
@@ -40,6 +40,9 @@ from dce_session._flows.connection import (
     lapse_for,
     presence_beat,
     presence_forget,
+    received_event,
+    seconds,
+    server_name,
 )
 from dce_session.errors import StoreError
 
@@ -239,7 +242,8 @@ class Presence:
     reported. A beat that fails is logged and retried at the next one."""
 
     def __init__(self, manager: SessionManager, server: str, every: float) -> None:
-        self.manager, self.server, self.every = manager, server, every
+        self.manager, self.server = manager, server_name(server)
+        self.every = seconds(every, "every")
         self._stopped = threading.Event()
         manager.beat(server, lapse_seconds=lapse_for(every))
         self._thread = threading.Thread(target=self._beat, name=f"dce-presence {server}",
@@ -267,28 +271,37 @@ class Presence:
 
 
 class EventStream:
-    """Session events as they are published (``SessionManager.events()``):
-    iterate it (blocking); ``close()`` ends the iteration within ``poll``
-    seconds, from any thread."""
+    """Session events as they are published (``SessionManager.events()``),
+    subscribed from the moment it is made: iterate it (blocking); ``close()``
+    ends the iteration within ``poll`` seconds, from any thread."""
 
     def __init__(self, manager: SessionManager, poll: float = 0.5) -> None:
-        self._pubsub = manager.client.pubsub(ignore_subscribe_messages=True)
-        self._pubsub.subscribe(manager.events_channel)
-        self._poll, self._closed = poll, threading.Event()
-
-    def __iter__(self) -> Iterator[SessionEvent]:
+        self._poll, self._closed = seconds(poll, "poll"), threading.Event()
+        self._pubsub: Any = manager.client.pubsub(ignore_subscribe_messages=True)
         try:
-            while not self._closed.is_set():
-                try:
-                    message = self._pubsub.get_message(timeout=self._poll)
-                except (RedisError, RedisClusterException) as error:
-                    raise store_error(error) from error
-                if message is not None and message.get("type") == "message":
-                    yield SessionEvent.parse(message["data"])
-        finally:
+            self._pubsub.subscribe(manager.events_channel)
+        except (RedisError, RedisClusterException) as error:
             self._pubsub.close()
+            raise store_error(error) from error
+
+    def __iter__(self) -> EventStream:
+        return self
+
+    def __next__(self) -> SessionEvent:
+        while not self._closed.is_set():
+            try:
+                message = self._pubsub.get_message(timeout=self._poll)
+            except (RedisError, RedisClusterException) as error:
+                self._pubsub.close()
+                raise store_error(error) from error
+            event = received_event(message)
+            if event is not None:
+                return event
+        self._pubsub.close()
+        raise StopIteration
 
     def close(self) -> None:
+        """End the stream: an iteration on it stops within ``poll`` seconds."""
         self._closed.set()
 
     def __enter__(self) -> EventStream:

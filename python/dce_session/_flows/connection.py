@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
+import math
 import secrets
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -18,6 +20,7 @@ if TYPE_CHECKING:
     from dce_session._flows.state import SessionState
 
 S = TypeVar("S", bound="SessionState")
+log = logging.getLogger("dce_session")
 
 #: Seconds between presence beats, and after which a silent server's
 #: connections are no longer reported (``keep_alive``).
@@ -26,9 +29,24 @@ LAPSE_SECONDS = 15
 PRESENCE_TTL = 7 * 86400  # the presence zset outlives any gap between beats
 
 
+def seconds(value: object, name: str) -> float:
+    """``value`` as a positive, finite number of seconds; else ``ConfigError``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{name} must be a positive number of seconds, got {value!r}")
+    return float(value)
+
+
+def server_name(server: object) -> str:
+    """``server`` when it is a non-empty str; else ``ConfigError``."""
+    if not isinstance(server, str) or not server:
+        raise ConfigError(f"server must be a non-empty str, got {server!r}")
+    return server
+
+
 def lapse_for(every: float) -> int:
     """The lapse of a presence beating every ``every`` seconds: three beats."""
-    return max(int(3 * every), 3)
+    return max(int(3 * seconds(every, "every")), 3)
 
 class ConnectionCore:
     """The root of a long connection: its sid follows its request sessions.
@@ -45,8 +63,7 @@ class ConnectionCore:
 
     def __init__(self, manager: ManagerCore, sid: object, server: str,
                  client: str | None) -> None:
-        if not isinstance(server, str) or not server:
-            raise ConfigError(f"server must be a non-empty str, got {server!r}")
+        server_name(server)
         if client is not None and not isinstance(client, str):
             raise ConfigError(f"client must be a str or None, got {client!r}")
         self._manager, self.server, self.client, self._bound = manager, server, client, False
@@ -112,7 +129,10 @@ def present(connections: list[tuple[str, str, str | None]], presence: list[Any],
 
 def presence_beat(manager: ManagerCore, server: str, lapse_seconds: int) -> Flow[None]:
     """One beat of ``server``'s presence: alive for ``lapse_seconds`` more."""
-    yield from _presence(manager, server, manager.now() + lapse_seconds)
+    if isinstance(lapse_seconds, bool) or not isinstance(lapse_seconds, int) \
+            or lapse_seconds <= 0:
+        raise ConfigError(f"lapse_seconds must be a positive int, got {lapse_seconds!r}")
+    yield from _presence(manager, server_name(server), manager.now() + lapse_seconds)
 
 
 def _presence(manager: ManagerCore, server: str, until: int) -> Flow[None]:
@@ -125,7 +145,7 @@ def _presence(manager: ManagerCore, server: str, until: int) -> Flow[None]:
 
 def presence_forget(manager: ManagerCore, server: str) -> Flow[None]:
     """``server``'s presence lapsed now: its connections are no longer reported."""
-    yield from _presence(manager, server, 0)
+    yield from _presence(manager, server_name(server), 0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,3 +178,21 @@ class SessionEvent:
     def concerns(self, sid: str) -> bool:
         """True when ``sid`` is one of the sessions this event is about."""
         return sid == self.sid or sid in self.sids
+
+
+def event_of(data: Any) -> SessionEvent | None:
+    """The event a message on the events channel holds; None, with a WARNING on
+    the ``dce_session`` logger, when it holds none (another publisher's)."""
+    try:
+        return SessionEvent.parse(data)
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        log.warning("a message on the events channel is no session event, dropped (%s)",
+                    error)
+        return None
+
+
+def received_event(message: Any) -> SessionEvent | None:
+    """The event of a pubsub ``get_message`` result (None: nothing, or no event)."""
+    if message is None or message.get("type") != "message":
+        return None
+    return event_of(message["data"])
