@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from dce_session._flows import decode_value
 from dce_session.core import is_valid_sid
-from dce_session.errors import SerializationError
+from dce_session.errors import ConfigError, InvalidField, SerializationError
 
 DEEP = "[" * 10_000 + "]" * 10_000
 DEEP_USER = '{"id": 7, "x": ' + DEEP + "}"
@@ -180,3 +180,54 @@ async def test_bytes_of_a_valid_sid_are_not_adopted(make_manager: Any, call: Any
         await call(opened.set("b", 2))
         assert opened.id != session.id
     assert store.hgetall(session.key) == {"a": "1"}
+
+
+# -- arguments of the wrong shape ----------------------------------------------
+
+
+NOT_MAPPINGS = [[("a", 1)], None, "ab", 5, {("a", 1)}]
+
+
+@pytest.mark.parametrize("bad", NOT_MAPPINGS, ids=repr)
+@pytest.mark.parametrize("operation", ["update", "load", "regenerate", "login"])
+async def test_a_non_mapping_is_serialization_error_with_nothing_written(
+        make_manager: Any, call: Any, store: Any, bad: Any, operation: str) -> None:
+    manager = make_manager()
+    session = manager.new()
+    await call(session.set("kept", 1))
+    before = store.hgetall(session.key)
+    opened = manager.open(session.id)
+    attempts = {"update": lambda: opened.update(bad), "load": lambda: opened.load(bad),
+                "regenerate": lambda: opened.regenerate(bad),
+                "login": lambda: opened.login({"id": 7}, changes=bad)}
+    if bad is None and operation in ("regenerate", "login"):  # None: no changes, allowed
+        await call(attempts[operation]())
+        assert opened.id != session.id
+        return
+    with pytest.raises(SerializationError, match="mapping"):
+        await call(attempts[operation]())
+    assert store.hgetall(session.key) == before
+    assert store.keys("dcesid:*") == [session.key]
+
+
+@pytest.mark.parametrize("bad", ["cart", b"cart", 5])
+async def test_delete_takes_an_iterable_of_names_not_one_str(make_manager: Any, call: Any,
+                                                            store: Any, bad: Any) -> None:
+    manager = make_manager()
+    session = manager.new()
+    await call(session.update({"c": 1, "a": 2, "cart": 3}))
+    with pytest.raises(InvalidField, match="delete="):
+        await call(manager.open(session.id).update({"x": 1}, delete=bad))
+    assert set(store.hkeys(session.key)) == {"c", "a", "cart"}  # nothing written
+    await call(manager.open(session.id).update({"x": 1}, delete=["cart"]))
+    assert set(store.hkeys(session.key)) == {"c", "a", "x"}
+
+
+@pytest.mark.parametrize("clock", [lambda: "x", lambda: None, lambda: float("nan"),
+                                   lambda: True], ids=["str", "None", "nan", "bool"])
+async def test_a_clock_that_gives_no_time_is_config_error(make_manager: Any, call: Any,
+                                                          store: Any, clock: Any) -> None:
+    manager = make_manager(clock=clock)
+    with pytest.raises(ConfigError, match="clock"):
+        await call(manager.new().set("a", 1))
+    assert store.keys("dcesid:*") == []

@@ -23,7 +23,7 @@ from dce_session._flows.calls import (
     Written,
     decode_value,
 )
-from dce_session._flows.settings import check_field
+from dce_session._flows.settings import check_field, checked_mapping
 from dce_session._flows.state import SessionState, State
 from dce_session.errors import SerializationError
 
@@ -153,13 +153,13 @@ class BasicFlows(SessionState):
     def _set_flow(self, mapping: object, touch: bool,
                   deletions: Iterable[object] = ()) -> Flow[None]:
         pairs = self._manager.value_pairs(mapping)
-        removals = [self._manager.writable(field) for field in deletions]
+        removals = self._manager.removals(deletions)
         if pairs or removals:
             yield from self._write_flow(pairs, removals, touch)
 
     def _load_raw_flow(self, mapping: Mapping[str, str]) -> Flow[None]:
         pairs: list[str] = []
-        for field, value in mapping.items():
+        for field, value in checked_mapping(mapping).items():
             if not isinstance(value, str):
                 raise SerializationError(f"load() takes str values, not {type(value).__name__}")
             pairs += (self._manager.writable(field), value)

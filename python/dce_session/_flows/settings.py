@@ -7,9 +7,10 @@ import dataclasses
 import difflib
 import inspect
 import json
+import math
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NoReturn
 
 from dce_session._core import (
@@ -41,6 +42,14 @@ def check_field(field: object) -> str:
     except UnicodeEncodeError as error:
         raise InvalidField("a field name must be valid UTF-8 (it has a lone surrogate)") from error
     return name
+
+
+def checked_mapping(mapping: object) -> Mapping[Any, Any]:
+    """``mapping`` when it is a mapping of fields to values; else ``SerializationError``."""
+    if not isinstance(mapping, Mapping):
+        raise SerializationError(f"takes a mapping of field names to values, not "
+                                 f"{type(mapping).__name__}: nothing was written")
+    return mapping
 
 
 def redact(sid: str) -> str:
@@ -198,8 +207,16 @@ class Settings:
                                 "connections write it; nothing was written")
         return name
 
+    def removals(self, fields: object) -> list[str]:
+        """The field names of ``delete=`` (an iterable of names, not one str), checked."""
+        if isinstance(fields, (str, bytes)) or not isinstance(fields, Iterable):
+            raise InvalidField(f"delete= takes an iterable of field names, not "
+                               f"{type(fields).__name__}: nothing was written")
+        return [self.writable(field) for field in fields]
+
     def value_pairs(self, mapping: object) -> list[str]:
         """``[field, JSON, ...]`` of a mapping of values to write (fields checked)."""
+        checked_mapping(mapping)
         try:
             pairs = encode_fields(mapping)
         except SerializationError:
@@ -217,8 +234,12 @@ class Settings:
     # -- sids and time -------------------------------------------------------------
 
     def now(self) -> int:
-        """The manager's clock, in whole seconds."""
-        return int(self.clock())
+        """The manager's clock, in whole seconds (``ConfigError`` when it gives no time)."""
+        value = self.clock()
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not math.isfinite(value):
+            raise ConfigError(f"clock() must return seconds since the epoch, got {value!r}")
+        return int(value)
 
     def fresh_sid(self, ttl_minutes: int, near: str | None = None) -> str:
         """A new sid of ``ttl_minutes`` created now (by the manager's clock).

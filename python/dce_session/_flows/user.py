@@ -17,7 +17,7 @@ from dce_session._flows.calls import (
     ScriptCall,
     decode_value,
 )
-from dce_session._flows.settings import check_ttl
+from dce_session._flows.settings import check_ttl, checked_mapping
 from dce_session._flows.state import State
 from dce_session.errors import NotLoggedIn
 
@@ -67,7 +67,7 @@ class UserFlows(BasicFlows):
     def _changes(self, changes: Mapping[str, Any] | None) -> tuple[list[str], list[str]]:
         """``(field/JSON pairs to set, fields to remove)`` of a ``changes`` mapping
         (a value of None removes; every field checked)."""
-        changes = dict(changes or {})
+        changes = dict(checked_mapping(changes) if changes is not None else {})
         manager = self._manager
         removals = [manager.writable(field) for field, value in changes.items() if value is None]
         pairs = manager.value_pairs({field: value for field, value in changes.items()
