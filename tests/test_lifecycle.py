@@ -524,3 +524,38 @@ async def test_round_trips_of_try_renew(manager: Any, call: Any, now: list[int],
     except SessionDestroyed:
         assert state in ("moved on", "chain")
     assert round_trips.count == expected
+
+
+# -- ttl_passed in every state ---------------------------------------------------------------
+
+
+async def test_ttl_passed_follows_a_forwarding_sid_and_reads_no_other_state(
+        manager: Any, call: Any, now: list[int], store: Any) -> None:
+    """ttl_passed is an operation like the others: a forwarding sid reports its
+    successor (the object moves to it), a superseded one reads as unknown."""
+    sid = await logged_in(manager, call, c=1)
+    new = await rotate(manager, call, now, sid)
+    age(store, new, 30)
+    forwarded = manager.open(sid)
+    assert 30 <= await call(forwarded.ttl_passed()) <= 32
+    assert forwarded.id == new
+    assert not forwarded.newborn
+    assert await call(forwarded.get("c")) == 1  # read from the successor
+    now[0] += GRACE + 1  # the old sid is superseded now
+    superseded = manager.open(sid)
+    assert await call(superseded.ttl_passed()) is None
+    assert superseded.newborn  # as every other operation reads it
+    await call(superseded.set("a", 1))  # a newborn's write: a fresh sid, no adoption
+    assert superseded.id not in (sid, new)
+    assert store.hgetall(key(new)) == {"c": "1", "$user": '{"id":77,"name":"ada"}'}
+    assert 30 <= await call(manager.open(new).ttl_passed()) <= 32  # never touched
+
+
+async def test_ttl_passed_of_a_session_ended_meanwhile_is_none(
+        manager: Any, call: Any, now: list[int]) -> None:
+    sid = await logged_in(manager, call)
+    loaded = manager.open(sid)
+    assert await call(loaded.ttl_passed()) == 0
+    await call(manager.open(sid).destroy())
+    assert await call(loaded.ttl_passed()) is None
+    assert loaded.destroyed

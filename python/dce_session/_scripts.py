@@ -85,6 +85,7 @@ class Scripts(NamedTuple):
 
     open: Script
     touch: Script
+    ttl: Script
     write: Script
     destroy: Script
     renew: Script

@@ -13,7 +13,6 @@ from typing import Any
 
 from dce_session._core import session_key
 from dce_session._flows.calls import (
-    Command,
     Flow,
     Found,
     Outcome,
@@ -59,8 +58,8 @@ class BasicFlows(SessionState):
         """The snapshot, loading it (one round trip) or touching once as needed."""
         if self._binding:  # a connection's binding rides on its first request's first operation
             yield from self._write_flow([], [], touch)
-        elif self._snapshot is None:
-            yield from self._load_flow(touch)
+        elif self._snapshot is None:  # touched already (or forwarded): a load without
+            yield from self._load_flow(touch and not self._touched)
         elif touch and self._state is State.STORED and not self._touched:
             yield from self._touch_flow()
         if self._snapshot is None:  # a touch forwarded to the successor: read it
@@ -173,13 +172,15 @@ class BasicFlows(SessionState):
     def _ttl_passed_flow(self) -> Flow[int | None]:
         if self._unwritten_newborn():
             return None
-        remaining = int((yield Command(("TTL", self.key))))
-        if remaining < 0:
+        found = Touched.parse((yield ScriptCall(self._manager.scripts.ttl, (self.key,),
+                                                self._header())))
+        if not found.outcome.acted or found.remaining < 0:
             self._absent()
             return None
-        if self._state is State.PRESENTED:
-            self._state = State.STORED
-        return max(self._ttl_seconds() - remaining, 0)
+        if found.sid != self.id:
+            self._snapshot = None  # the snapshot was the old sid's: reload on the next read
+        self._arrived(found.outcome, found.sid, None)
+        return max(self._ttl_seconds() - found.remaining, 0)
 
     def _destroy_flow(self) -> Flow[bool]:
         removed = Removed.parse((yield ScriptCall(
