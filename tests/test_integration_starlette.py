@@ -11,9 +11,11 @@ on the manager's asyncio client (``trips``).
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import socket
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -26,7 +28,7 @@ import redis
 import redis.asyncio
 import websockets.sync.client
 from _servers import Background, Gate, rotate_elsewhere, uvicorn_server
-from conftest import CountingAsyncConnection, RoundTrips
+from conftest import CountingAsyncConnection, RoundTrips, cache_scripts
 from dce_session import RenewPolicy
 from dce_session.core import generate_sid, is_valid_sid, parse_sid
 from dce_session.errors import ConfigError
@@ -109,6 +111,38 @@ def build_app(manager: dce_session.asyncio.SessionManager, gate: Gate | None = N
         request.session["pending"] = True
         return JSONResponse({"sid": await regenerate_session_id(request)})
 
+    async def regenerate_later(request: Request) -> Response:
+        """starsessions' way: no await. The warnings seen once the result is gone."""
+        request.session["pending"] = True
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            regenerate_session_id(request)
+            gc.collect()
+        return JSONResponse({"during": get_session_id(request),
+                             "warnings": [str(w.message) for w in seen]})
+
+    async def regenerate_twice(request: Request) -> Response:
+        first = await regenerate_session_id(request)
+        regenerate_session_id(request)
+        return JSONResponse([first, await regenerate_session_id(request)])
+
+    async def regenerate_unloaded(request: Request) -> Response:
+        regenerate_session_id(request)
+        return PlainTextResponse("ok")
+
+    async def regenerate_then_clear(request: Request) -> Response:
+        regenerate_session_id(request)
+        request.session.clear()
+        return PlainTextResponse("bye")
+
+    async def slow_regenerate(request: Request) -> Response:
+        """As ``slow``, with a regeneration asked (no await) before waiting."""
+        request.session["a"] = "from the slow tab"
+        regenerate_session_id(request)
+        assert gate is not None
+        await anyio.to_thread.run_sync(gate.hold)
+        return PlainTextResponse("slow done")
+
     async def slow(request: Request) -> Response:
         """Load the session, edit a key, then wait inside the view for the test."""
         request.session["a"] = "from the slow tab"
@@ -135,6 +169,12 @@ def build_app(manager: dce_session.asyncio.SessionManager, gate: Gate | None = N
         websocket.session.update(await websocket.receive_json())
         await websocket.close()
 
+    async def ws_regenerate(websocket: WebSocket) -> None:
+        regenerate_session_id(websocket)
+        await websocket.accept()
+        await websocket.send_json(dict(websocket.session))
+        await websocket.close()
+
     routes = [
         Route("/nothing", nothing), Route("/values", values),
         Route("/put", put, methods=["POST"]), Route("/remove", remove, methods=["POST"]),
@@ -143,9 +183,14 @@ def build_app(manager: dce_session.asyncio.SessionManager, gate: Gate | None = N
         Route("/clear-then-flash", clear_then_flash, methods=["POST"]),
         Route("/destroy", destroy, methods=["POST"]), Route("/lazy", lazy, methods=["POST"]),
         Route("/regenerate", regenerate, methods=["POST"]),
+        Route("/regenerate-later", regenerate_later, methods=["POST"]),
+        Route("/regenerate-twice", regenerate_twice, methods=["POST"]),
+        Route("/regenerate-unloaded", regenerate_unloaded, methods=["POST"]),
+        Route("/regenerate-then-clear", regenerate_then_clear, methods=["POST"]),
+        Route("/slow-regenerate", slow_regenerate, methods=["POST"]),
         Route("/slow", slow, methods=["POST"]), Route("/slow-read", slow_read),
         Route("/peek", peek),
-        WebSocketRoute("/ws", echo),
+        WebSocketRoute("/ws", echo), WebSocketRoute("/ws-regenerate", ws_regenerate),
     ]
     app = Starlette(routes=routes)
     app.add_middleware(SessionMiddleware, manager=manager, **options)
@@ -161,17 +206,18 @@ def trips() -> RoundTrips:
 
 
 @pytest.fixture
-def make_manager(redis_url: str, trips: RoundTrips
+def make_manager(redis_url: str, trips: RoundTrips, store: redis.Redis
                  ) -> Iterator[Callable[..., dce_session.asyncio.SessionManager]]:
-    """Asyncio managers over counted clients; each client is closed by the server
+    """Asyncio managers over counted clients, their scripts in the server's cache
+    (round trips count no NOSCRIPT retry); each client is closed by the server
     that used it (in its own event loop)."""
     made: list[dce_session.asyncio.SessionManager] = []
 
     def make(**kwargs: Any) -> dce_session.asyncio.SessionManager:
         pool = redis.asyncio.ConnectionPool.from_url(
             redis_url, connection_class=CountingAsyncConnection, round_trips=trips)
-        manager = dce_session.asyncio.SessionManager(redis.asyncio.Redis.from_pool(pool),
-                                                     **kwargs)
+        manager = cache_scripts(store, dce_session.asyncio.SessionManager(
+            redis.asyncio.Redis.from_pool(pool), **kwargs))
         made.append(manager)
         return manager
 
@@ -489,6 +535,69 @@ def test_regenerate_session_id_moves_the_data_and_the_pending_changes(
     assert stored(store, sid) == {"a": "1", "pending": "true"}
 
 
+def test_regenerate_session_id_without_await_regenerates_when_the_response_starts(
+        web: httpx.Client, trips: RoundTrips, store: redis.Redis) -> None:
+    old = new_sid(web.post("/put", json={"a": 1}))
+    trips.reset()
+    response = web.post("/regenerate-later")
+    sid = new_sid(response)
+    assert sid != old
+    assert response.json()["during"] == old  # the current sid until the response starts
+    assert trips.count == 2  # load + the regeneration (no separate write of "pending")
+    assert store.exists(f"dcesid:{old}") == 0
+    assert stored(store, sid) == {"a": "1", "pending": "true"}  # the pending change moved
+    assert jar(web) == sid
+    assert web.get("/values").json() == {"a": 1, "pending": True}
+
+
+def test_regenerate_session_id_without_await_raises_no_never_awaited_warning(
+        web: httpx.Client) -> None:
+    new_sid(web.post("/put", json={"a": 1}))
+    assert web.post("/regenerate-later").json()["warnings"] == []
+
+
+def test_regenerate_session_id_awaited_is_done_once_per_request(
+        web: httpx.Client, store: redis.Redis) -> None:
+    old = new_sid(web.post("/put", json={"a": 1}))
+    response = web.post("/regenerate-twice")
+    sid = new_sid(response)
+    assert response.json() == [sid, sid]  # the later calls give the current sid
+    assert sid != old
+    assert live_keys(store) == [f"dcesid:{sid}"]  # one regeneration: no sid in between
+    assert stored(store, sid) == {"a": "1"}
+
+
+def test_regenerate_session_id_without_await_loads_an_unloaded_session(
+        serve: Callable[..., httpx.Client],
+        manager: dce_session.asyncio.SessionManager, store: redis.Redis) -> None:
+    browser = serve(build_app(manager, autoload=False), manager)
+    old = new_sid(browser.post("/lazy"))
+    sid = new_sid(browser.post("/regenerate-unloaded"))  # the view never loads
+    assert sid != old
+    assert store.exists(f"dcesid:{old}") == 0
+    assert stored(store, sid) == {"n": "1"}
+
+
+def test_clear_after_regenerate_session_id_ends_the_session(
+        web: httpx.Client, store: redis.Redis) -> None:
+    new_sid(web.post("/put", json={"a": 1}))
+    assert_expired(web.post("/regenerate-then-clear"))
+    assert live_keys(store) == []
+
+
+def test_regenerate_session_id_without_await_on_a_websocket_is_done_at_accept(
+        web: httpx.Client, store: redis.Redis) -> None:
+    old = new_sid(web.post("/put", json={"a": 1}))
+    with _ws(web, "/ws-regenerate") as ws:
+        [header] = ws.response.headers.get_all("set-cookie")
+        name, sid, _ = attributes(header)
+        assert name == COOKIE
+        assert sid != old
+        assert json.loads(ws.recv(timeout=10)) == {"a": 1}
+    assert store.exists(f"dcesid:{old}") == 0
+    assert stored(store, sid) == {"a": "1"}
+
+
 def test_clear_destroys_the_session_and_expires_the_cookie(
         web: httpx.Client, trips: RoundTrips, store: redis.Redis) -> None:
     sid = new_sid(web.post("/login", json={"id": 9}))
@@ -572,7 +681,7 @@ def _two_tabs(serve: Callable[..., httpx.Client], manager: dce_session.asyncio.S
     gate = Gate()
     browser = serve(build_app(manager, gate), manager)
     first = new_sid(browser.post("/put", json={"a": "before", "b": "before"}))
-    method = browser.post if slow_path == "/slow" else browser.get
+    method = browser.get if slow_path == "/slow-read" else browser.post
     slow = Background(lambda: method(slow_path))
     gate.wait_entered()
     second = other(browser)
@@ -653,6 +762,36 @@ def test_a_request_arriving_after_another_tabs_login_never_undoes_it(
             assert browser.get("/user").json() == {"id": 3}  # the login stands
     else:
         assert new_sid(response) != old
+
+
+@pytest.mark.parametrize("other", ["login", "logout"])
+def test_a_regeneration_asked_without_await_never_undoes_another_tabs_end(
+        serve: Callable[..., httpx.Client],
+        make_manager: Callable[..., dce_session.asyncio.SessionManager],
+        store: redis.Redis, caplog: pytest.LogCaptureFixture, other: str) -> None:
+    """Tab 1 asks a regeneration (no await) and waits; tab 2 logs in or out; tab 1's
+    regeneration finds the session gone: its changes dropped, a WARNING, no cookie."""
+    for _ in range(3):  # the same interleaving, several times
+        store.flushdb()
+        caplog.clear()
+        manager = make_manager()
+        end = (lambda b: b.post("/login", json={"id": 3})) if other == "login" \
+            else (lambda b: b.post("/clear"))
+        with caplog.at_level(logging.WARNING, logger="dce_session"):
+            browser, first, slow, second = _two_tabs(serve, manager, "/slow-regenerate", end)
+        assert slow.status_code == 200
+        assert set_cookies(slow) == []  # the browser keeps tab 2's cookie (or none)
+        assert warned(caplog)
+        assert store.exists(f"dcesid:{first}") == 0
+        if other == "login":
+            fresh = new_sid(second)
+            assert jar(browser) == fresh
+            assert live_keys(store) == sorted([f"dcesid:{fresh}", "dceusmap:3"])
+            assert stored(store, fresh)["a"] == '"before"'  # the slow tab's change dropped
+        else:
+            assert_expired(second)
+            assert jar(browser) is None
+            assert live_keys(store) == []  # no regenerated copy revived it
 
 
 def test_the_race_test_catches_a_naive_cookie_rule(

@@ -60,6 +60,18 @@ What a request does
 - **Saving**, when the response starts: only the keys whose value changed
   (in-place edits included) and the removed ones, in one ``update``. An
   unknown sid is never adopted: a write goes to a fresh sid.
+- **Regeneration** (the session-fixation defence at login; starsessions'
+  ``regenerate_session_id``): ``regenerate_session_id(request)`` without
+  ``await`` (starsessions' way) marks the session; the middleware regenerates
+  it when the cookie is decided (an http response's start, a websocket's
+  ``accept``): a new sid carrying the data and this request's pending
+  changes, the old sid destroyed, in one atomic step, and the new cookie.
+  ``sid = await regenerate_session_id(request)`` regenerates at once and
+  gives the new sid. At most one regeneration per request: a later call,
+  awaited or not, gives the current sid. Until it is done ``get_session_id``
+  gives the current sid. ``clear()`` (or ``destroy()``) in the same request
+  wins: the session ends. A call after the cookie was decided is logged at
+  WARNING: no cookie can carry a new sid then.
 - **The cookie** is sent when the sid changes (a new session's first write,
   ``login``, ``regenerate_session_id``, a rotation, a forwarded sid) and
   refreshed (same sid, new ``Max-Age``) when the request wrote, or when over
@@ -79,7 +91,8 @@ What a request does
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import enum
+from collections.abc import Awaitable, Generator, Iterable, Mapping
 from typing import Any, Literal, NoReturn
 
 from starlette.datastructures import MutableHeaders
@@ -182,6 +195,14 @@ class _Unloaded:
     __setitem__ = __contains__ = __iter__ = __len__ = __getitem__
 
 
+class _Regeneration(enum.Enum):
+    """Where a request stands with ``regenerate_session_id``."""
+
+    NOT_ASKED = enum.auto()
+    ASKED = enum.auto()  # called, not awaited: done when the cookie is decided
+    DONE = enum.auto()  # done (or moot: the session ended): never twice in a request
+
+
 class _Handler:
     """One request's session: load, save, and the cookie decision."""
 
@@ -192,6 +213,9 @@ class _Handler:
             else manager.new(middleware.ttl)
         self.snapshot = Snapshot()
         self.loaded = self.interrupted = self.wrote = False
+        self.regeneration = _Regeneration.NOT_ASKED
+        #: the cookie was decided (http response started, websocket accepted)
+        self.decided = False
         scope.setdefault("state", {})["dce_session"] = self.session
         scope["session"] = _Unloaded()
 
@@ -217,6 +241,34 @@ class _Handler:
                 self._replace(self.middleware.manager.new(self.middleware.ttl))
         self.snapshot = Snapshot(values, texts=texts)
         self.scope["session"] = SessionMapping(self.middleware.reserved, values)
+
+    async def regenerate(self) -> str:
+        """A new sid for the session, its pending changes included, the old sid
+        destroyed: one atomic step. Once per request: then the current sid."""
+        if self.regeneration is _Regeneration.DONE:
+            return self.session.id
+        await self.load()
+        changes = self.snapshot.changes(self.scope["session"])
+        moved: dict[str, Any] = {**changes.set, **dict.fromkeys(changes.delete)}
+        sid = await self.session.regenerate(moved, destroy_old=True)
+        self.regeneration = _Regeneration.DONE
+        self.snapshot.apply(changes)
+        return sid
+
+    async def regenerate_asked(self) -> None:
+        """Perform a regeneration asked without ``await`` (when the cookie is decided);
+        a session ended elsewhere meanwhile: a race, as for a write."""
+        if self.regeneration is not _Regeneration.ASKED:
+            return
+        await self.load()
+        if self.interrupted or self.scope["session"].ended or self.session.destroyed:
+            self.regeneration = _Regeneration.DONE  # ended, here or elsewhere: moot
+            return
+        try:
+            await self.regenerate()
+        except SessionDestroyed:
+            self.regeneration = _Regeneration.DONE
+            self._race()
 
     async def save(self) -> bool:
         """Write what the request changed; whether this request ended the session."""
@@ -257,7 +309,9 @@ class _Handler:
         interrupted(self.presented)
 
     async def finish(self) -> Cookie:
-        """Save, then decide the cookie (http: when the response starts)."""
+        """Regenerate if asked, save, then decide the cookie (http: when the response starts)."""
+        self.decided = True
+        await self.regenerate_asked()
         ended = await self.save()
         session, middleware = self.session, self.middleware
         refresh = False
@@ -298,21 +352,50 @@ def is_loaded(connection: HTTPConnection) -> bool:
 
 
 def get_session_id(connection: HTTPConnection) -> str | None:
-    """The sid the client holds or will be sent; None for a session not stored yet."""
+    """The sid the client holds or will be sent; None for a session not stored yet.
+
+    After ``regenerate_session_id(request)`` without ``await``, the current sid
+    until the regeneration is done when the response starts."""
     session = _handler(connection).session
     return session.id if session.stored or not session.newborn else None
 
 
-async def regenerate_session_id(connection: HTTPConnection) -> str:
-    """A new sid for the session, its pending changes included, the old sid destroyed:
-    one atomic step (the fixation defence at login). The new sid; the cookie follows."""
+class _PendingRegeneration:
+    """What :func:`regenerate_session_id` returns: await it for the new sid at once,
+    or leave it (the regeneration is then done when the response starts). Not a
+    coroutine: left un-awaited, it raises no "never awaited" warning."""
+
+    __slots__ = ("_handler",)
+
+    def __init__(self, handler: _Handler) -> None:
+        self._handler = handler
+
+    def __await__(self) -> Generator[Any, None, str]:
+        return self._handler.regenerate().__await__()
+
+
+def regenerate_session_id(connection: HTTPConnection) -> Awaitable[str]:
+    """A new sid for the session (the session-fixation defence at login).
+
+    The new sid carries the data and this request's pending changes, the old
+    sid is destroyed, in one atomic step; the cookie follows. starsessions'
+    way, ``regenerate_session_id(request)`` without ``await``, marks the
+    session: the middleware regenerates it when the response starts (a
+    websocket: at ``accept``), and ``get_session_id`` gives the current sid
+    until then. ``sid = await regenerate_session_id(request)`` regenerates at
+    once and gives the new sid. At most once per request: a later call gives
+    the current sid. A session ended elsewhere meanwhile is a race: the
+    request's changes are dropped with a WARNING, no cookie is sent (awaited:
+    ``SessionDestroyed``, as ``Session.regenerate``). ``clear()`` in the same
+    request wins: the session ends.
+    """
     handler = _handler(connection)
-    await handler.load()
-    changes = handler.snapshot.changes(connection.scope["session"])
-    moved: dict[str, Any] = {**changes.set, **dict.fromkeys(changes.delete)}
-    sid = await handler.session.regenerate(moved, destroy_old=True)
-    handler.snapshot.apply(changes)
-    return sid
+    if handler.decided:
+        logger.warning("regenerate_session_id after the response started: "
+                       "no cookie can carry a new sid now")
+    if handler.regeneration is _Regeneration.NOT_ASKED:
+        handler.regeneration = _Regeneration.ASKED
+    return _PendingRegeneration(handler)
 
 
 def _checked_ttl(manager: SessionManager, same_site: str, max_age: int | None) -> int:
@@ -397,6 +480,9 @@ class SessionMiddleware:
 
         if scope["type"] == "websocket":
             async def accept_with_cookie(message: Message) -> None:
+                if message["type"] == "websocket.accept":
+                    handler.decided = True
+                    await handler.regenerate_asked()
                 if message["type"] == "websocket.accept" and handler.loaded:
                     # the handshake's reply carries the cookie of a rotated or
                     # forwarded sid (nothing is saved yet: that waits for the end)
