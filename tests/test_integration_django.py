@@ -34,6 +34,9 @@ TTL_MINUTES = 30  # SESSION_COOKIE_AGE of the project, in minutes
 BROWSER_TTL = 5  # the manager's ttl_minutes: sessions with a browser-session cookie
 COOKIE = "sessionid"
 GATE: dict[str, Gate] = {}  # the race tests' gate, reached by the views
+OURS = "dce_session.integrations.django.SessionMiddleware"
+DJANGOS = "django.contrib.sessions.middleware.SessionMiddleware"
+MIDDLEWARES = pytest.mark.parametrize("middleware", [OURS, DJANGOS], ids=["ours", "djangos"])
 
 
 def live_keys(store: redis.Redis) -> list[str]:
@@ -101,6 +104,12 @@ def expiry_view(request: HttpRequest, seconds: int) -> HttpResponse:
     return HttpResponse("ok")
 
 
+def expire_now_view(request: HttpRequest, kind: str) -> HttpResponse:
+    request.session["foo"] = "bar"
+    request.session.set_expiry(-10 if kind == "seconds" else -timedelta(seconds=10))
+    return HttpResponse("expired")
+
+
 def slow_view(request: HttpRequest) -> HttpResponse:
     """Read the session, change it, then wait in the view for the test."""
     request.session["seen"] = request.session.get("a")
@@ -136,6 +145,7 @@ urlpatterns = [
     path("key", key_view),
     path("int-keys", int_keys_view),
     path("expiry/<int:seconds>", expiry_view),
+    path("expire-now/<str:kind>", expire_now_view),
     path("slow", slow_view),
     path("slow-read", slow_read_view),
     path("dce-user", dce_user_view),
@@ -571,6 +581,74 @@ def test_an_expiry_in_the_past_ends_the_session(store_cls: type[Any]) -> None:
     assert "foo" not in store_cls(session.session_key)
 
 
+@pytest.mark.parametrize("expiry", [-10, -timedelta(seconds=10)], ids=["seconds", "timedelta"])
+@pytest.mark.parametrize("existing", [False, True], ids=["new", "existing"])
+def test_actual_expiry(store_cls: type[Any], store: redis.Redis, expiry: Any,
+                       existing: bool) -> None:
+    """Django's own ``test_actual_expiry``: with an expiry in the past the
+    session expires at once. A new session is not even written; an existing
+    one is destroyed, and the store keeps no key pointing at it."""
+    session = store_cls()
+    if existing:
+        session["foo"] = "old"
+        session.save()
+        stored = session.session_key
+        assert live_keys(store) == [key_of(stored)]
+    session["foo"] = "bar"
+    session.set_expiry(expiry)
+    session.save()
+    assert session.session_key is None  # no key for a dead session
+    assert "foo" not in store_cls(session.session_key)
+    assert live_keys(store) == []
+    if existing:
+        assert "foo" not in store_cls(stored)
+    else:
+        assert store.dbsize() == 0  # nothing written at all
+    session.save()  # saved again: still past its expiry, still nothing
+    assert live_keys(store) == []
+
+
+def test_a_new_session_already_expired_is_never_written(store_cls: type[Any],
+                                                         store: redis.Redis) -> None:
+    for write in ("create", "must_create"):
+        session = store_cls()
+        session["foo"] = "bar"
+        session.set_expiry(-10)
+        if write == "create":
+            session.create()
+        else:
+            session.save(must_create=True)
+        assert session.session_key is None
+        assert store.dbsize() == 0
+    session = store_cls()  # negative control: a future expiry is stored
+    session["foo"] = "bar"
+    session.set_expiry(60)
+    session.save()
+    assert live_keys(store) == [key_of(session.session_key)]
+
+
+@MIDDLEWARES
+def test_a_past_expiry_sends_no_cookie_for_the_dead_key(client: Client, store: redis.Redis,
+                                                         middleware: str) -> None:
+    with override_settings(MIDDLEWARE=[middleware]):
+        response = client.get("/expire-now/seconds")  # a new visitor
+        assert response.status_code == 200
+        assert store.dbsize() == 0  # nothing written
+        if middleware == OURS:
+            assert COOKIE not in response.cookies  # nothing to send
+        else:  # Django's sends its cookie already expired, as with its own engines
+            assert int(response.cookies[COOKIE]["max-age"]) <= 0
+        sid = client.get("/set/a/1").cookies[COOKIE].value
+        response = client.get("/expire-now/timedelta")
+        assert live_keys(store) == []
+        morsel = response.cookies[COOKIE]
+        assert morsel.value != sid  # never the dead key
+        assert int(morsel["max-age"]) <= 0  # this request ended it: the cookie expires
+        if middleware == OURS:
+            assert (morsel.value, morsel["max-age"]) == ("", 0)  # as for flush
+        assert client.get("/dump").json() == {}
+
+
 def test_set_expiry_moves_the_session_to_a_sid_of_that_ttl(
         client: Client, store: redis.Redis) -> None:
     sid = client.get("/set/a/1").cookies[COOKIE].value
@@ -754,14 +832,16 @@ def _two_tabs(slow_path: str, other: str) -> tuple[httpx.Client, str, httpx.Resp
     return browser, first, slow.result(), second, stack
 
 
+@MIDDLEWARES
 @pytest.mark.parametrize("slow_path", ["/slow", "/slow-read"])
 @pytest.mark.parametrize("other", ["/cycle", "/flush"])
 def test_another_tabs_login_or_logout_is_never_undone(store: redis.Redis, slow_path: str,
-                                                       other: str) -> None:
+                                                       other: str, middleware: str) -> None:
     for _ in range(3):  # the same interleaving, several times
         store.flushdb()
-        browser, first, slow, second, stack = _two_tabs(slow_path, other)
-        with stack:
+        with override_settings(MIDDLEWARE=[middleware]):
+            browser, first, slow, second, stack = _two_tabs(slow_path, other)
+        with stack, override_settings(MIDDLEWARE=[middleware]):
             assert second.status_code == 200
             assert slow.headers.get_list("set-cookie") == []  # no cookie of its own
             if slow_path == "/slow":  # it had changes: SessionInterrupted, as Django's
@@ -804,6 +884,83 @@ def test_a_request_arriving_after_another_tabs_login_never_undoes_it(
     else:
         assert response.status_code == 200
         assert response.cookies[COOKIE].value != old
+
+
+@MIDDLEWARES
+@pytest.mark.parametrize("late", ["/get/a", "/dump", "/flush", "/set/b/2"])
+@pytest.mark.parametrize("login", ["/cycle", "/dce-login"])
+def test_a_stale_tab_never_expires_or_replaces_the_cookie_a_login_sent(
+        client: Client, store: redis.Redis, middleware: str, late: str, login: str) -> None:
+    """Tab A stores a value (K0); tab B, with the same cookie, logs in (K0 -> K1,
+    the browser gets K1); then tab A, still sending K0, reads, logs out or
+    writes -- through either middleware, Django's own included. No Set-Cookie
+    may go out (``sessionid=""`` would wipe K1); a write is
+    ``SessionInterrupted`` (Django's 400) and nothing is written; a read sees
+    an empty session; a logout has nothing left to end."""
+    with override_settings(MIDDLEWARE=[middleware]):
+        old = client.get("/set/a/before").cookies[COOKIE].value
+        new = client.get(login).cookies[COOKIE].value
+        assert new != old
+        before = live_keys(store)
+        tab_a = Client()
+        tab_a.cookies[COOKIE] = old
+        response = tab_a.get(late)
+        assert COOKIE not in response.cookies  # neither expired nor replaced
+        assert response.status_code == (400 if late.startswith("/set") else 200)
+        if late == "/get/a":
+            assert response.json() == {"value": None}
+        elif late == "/dump":
+            assert response.json() == {}
+        assert live_keys(store) == before  # nothing written, K1 not ended
+        assert client.get("/get/a").json() == {"value": "before"}  # the login stands
+
+
+@MIDDLEWARES
+@pytest.mark.parametrize("late", ["/get/a", "/untouched"])
+def test_a_stale_tab_saving_every_request_is_interrupted_without_a_cookie(
+        client: Client, store: redis.Redis, middleware: str, late: str) -> None:
+    """``SESSION_SAVE_EVERY_REQUEST``: the stale request's save is
+    ``SessionInterrupted`` (400), still with no Set-Cookie. Negative control:
+    the tab holding the live sid gets its cookie refreshed."""
+    with override_settings(MIDDLEWARE=[middleware]):
+        old = client.get("/set/a/before").cookies[COOKIE].value
+        new = client.get("/cycle").cookies[COOKIE].value
+        before = live_keys(store)
+        with override_settings(SESSION_SAVE_EVERY_REQUEST=True):
+            tab_a = Client()
+            tab_a.cookies[COOKIE] = old
+            response = tab_a.get(late)
+            assert response.status_code == 400
+            assert COOKIE not in response.cookies
+            assert live_keys(store) == before
+            response = client.get(late)
+            assert response.status_code == 200
+            assert response.cookies[COOKIE].value == new
+
+
+def test_djangos_own_middleware_still_sends_live_cookies_and_expires_unknown_ones(
+        client: Client, store: redis.Redis) -> None:
+    """Negative control of the stale-tab tests, through Django's own middleware:
+    the tab holding the live sid still gets its cookie, and a sid that merely
+    expired (never replaced by a login) keeps Django's behaviour: a read or a
+    logout expires its cookie, a write starts a fresh session."""
+    with override_settings(MIDDLEWARE=[DJANGOS]):
+        client.get("/set/a/before")
+        new = client.get("/cycle").cookies[COOKIE].value
+        assert client.get("/set/b/2").cookies[COOKIE].value == new
+        store.delete(key_of(new))  # expired in Redis: nobody replaced it
+        for path_ in ("/get/a", "/flush"):
+            expired = Client()
+            expired.cookies[COOKIE] = new
+            response = expired.get(path_)
+            assert response.status_code == 200
+            assert response.cookies[COOKIE].value == ""  # Django's rule for an empty session
+            assert int(response.cookies[COOKIE]["max-age"]) == 0
+        fresh = Client()
+        fresh.cookies[COOKIE] = new
+        sid = fresh.get("/set/c/3").cookies[COOKIE].value
+        assert sid not in ("", new)
+        assert store.exists(key_of(sid)) == 1
 
 
 def test_the_race_test_catches_a_naive_save(monkeypatch: pytest.MonkeyPatch,
@@ -917,12 +1074,14 @@ def test_a_rotated_sid_in_its_grace_period_is_forwarded_and_the_cookie_resent(
         assert client.get("/get/a").json() == {"value": "1"}
 
 
+@MIDDLEWARES
 def test_a_judged_sid_is_interrupted_and_its_cookie_left_alone(redis_url: str,
-                                                               store: redis.Redis) -> None:
+                                                               store: redis.Redis,
+                                                               middleware: str) -> None:
     now = [1_700_000_000.0]
     policy = RenewPolicy(interval_seconds=600)
     with override_settings(DCE_SESSION={"url": redis_url, "renew": policy,
-                                        "clock": lambda: now[0]}):
+                                        "clock": lambda: now[0]}, MIDDLEWARE=[middleware]):
         client = Client()
         old = client.get("/set/a/1").cookies[COOKIE].value
         now[0] += 601

@@ -6,8 +6,8 @@ Settings::
     MIDDLEWARE = [
         ...,
         # Django's "django.contrib.sessions.middleware.SessionMiddleware" works;
-        # this subclass adds Secure over https and never expires a cookie that
-        # another tab may have replaced (see below):
+        # this subclass adds Secure over https and leaves alone the cookie of
+        # a key found unknown, which Django's expires (see below):
         "dce_session.integrations.django.SessionMiddleware",
         ...,
     ]
@@ -41,7 +41,11 @@ Django's contract, over dce-session:
 
 - ``session_key`` is a dce sid. A key that is not one counts as no key; a sid
   unknown to Redis is never adopted (``load()`` gives ``{}`` and the key
-  becomes ``None``).
+  becomes ``None``). A sid that another request ended -- a login elsewhere
+  replaced it, or a rotation judgment -- reads the same, but the session is
+  not ``is_empty()``: with either middleware a read sends no cookie (the
+  browser may hold the newer one), a save raises ``UpdateError`` and a
+  ``flush()`` has nothing left to end.
 - Lazy: nothing is read until the view reads the session; the first read is
   one round trip (the TTL refreshed; with ``renew=`` the rotation runs first).
 - ``create()`` stores the session at once, even empty (an empty session holds
@@ -62,7 +66,9 @@ Django's contract, over dce-session:
   browser-session cookie (``SESSION_EXPIRE_AT_BROWSER_CLOSE``,
   ``set_expiry(0)``) uses the manager's ``ttl_minutes``. The ttl is carried by
   the sid, so ``set_expiry()`` moves the session to a new sid (one atomic
-  regenerate) when it is saved.
+  regenerate) when it is saved. An expiry in the past ends the session when
+  it is saved: a new one is never written, a stored one is destroyed, and
+  ``session_key`` becomes ``None`` either way.
 - Values as Django's ``JSONSerializer`` takes them (int dict keys become
   strings, tuples lists); each top-level key is its own JSON field of the dce
   hash (``SESSION_SERIALIZER`` is not used, nothing is pickled).
@@ -76,8 +82,10 @@ The cookie (``SessionMiddleware``, Django's subclassed): Django's rules and
 ``SESSION_COOKIE_*`` settings -- sent when the session is saved (modified, or
 ``SESSION_SAVE_EVERY_REQUEST``), not on a 5xx -- with ``Secure`` also when the
 request came over https, and expired only when this request ended the
-session: a presented key that is unknown or was ended by another request
-(a login in another tab) is left alone, so the newer cookie survives.
+session (``flush()``, an expiry in the past): a presented key that is unknown
+or was ended by another request (a login in another tab) is left alone, so
+the newer cookie survives. Django's own middleware leaves the cookie of a
+key ended by another request alone too, but expires that of an unknown key.
 """
 
 from __future__ import annotations
@@ -200,6 +208,14 @@ def _check(keys: Any) -> None:
             raise KeyError(f"{key!r} is kept by dce-session; use request.session.dce")
 
 
+def _replaced(sid: str) -> bool:
+    """Whether a login elsewhere replaced ``sid`` less than a grace period ago
+    (one read of the gone key, no touch)."""
+    probe = get_manager().open(sid)
+    probe.raw()
+    return probe.replaced
+
+
 def _values(session: Session) -> dict[str, Any]:
     """The stored values (one round trip); fields that are not JSON are left out."""
     try:
@@ -292,6 +308,20 @@ class SessionStore(SessionBase):
         expiry = data.get(_EXPIRY)
         return bool(expiry) and self.get_expiry_age(expiry=expiry) <= 0
 
+    def is_empty(self) -> bool:
+        """Django's test (no key and no values), except that a session another
+        request ended (a login elsewhere replaced the sid, a judgment) is never
+        empty: Django's middleware expires the cookie of an empty session, and
+        the browser may hold that request's newer cookie by now. So a read
+        sends no cookie and a save raises ``UpdateError`` (the middleware's
+        ``SessionInterrupted``), with either middleware."""
+        return not self._interrupted and super().is_empty()
+
+    def _forget(self) -> None:
+        """No key any more (the session ended, or was never stored)."""
+        self._dce, self._key = None, None
+        self._snapshot = Snapshot(to_store=jsonable)
+
     # -- reading -----------------------------------------------------------------------
 
     def load(self) -> dict[str, Any]:
@@ -361,10 +391,18 @@ class SessionStore(SessionBase):
         return changes
 
     def create(self) -> None:
-        """A new session under a fresh sid, stored now (its current data, or empty)."""
+        """A new session under a fresh sid, stored now (its current data, or empty).
+
+        One whose expiry is already past is not written at all (Django's
+        engines store it already expired): the key stays ``None``.
+        """
         data: dict[str, Any] = getattr(self, "_session_cache", {})
         _check(data)
         self._session_cache = data
+        if self._expired(data):
+            self._forget()
+            self.modified = True
+            return
         manager = get_manager()
         self._dce, self._key = manager.new(self._ttl(data)), None
         self._snapshot = Snapshot(to_store=jsonable)
@@ -417,12 +455,15 @@ class SessionStore(SessionBase):
         if self._get_key() is None:  # the load found it unknown: start afresh
             self.create()
             return
+        if self._expired(data):  # an expiry in the past ends the session, as flush()
+            self.delete()
+            self._forget()
+            if self._interrupted:  # a login elsewhere replaced it meanwhile
+                raise UpdateError("the session was ended by another request")
+            return
         changes = self._changes(data)
         session = self.dce
         try:
-            if self._expired(data):  # an expiry in the past ends the session
-                session.destroy()
-                return
             wanted = self._ttl(data)
             user = self._logged_in(changes.set)
             moved: dict[str, Any] = {**changes.set, **dict.fromkeys(changes.delete)}
@@ -475,11 +516,20 @@ class SessionStore(SessionBase):
         self.modified = True
 
     def delete(self, session_key: str | None = None) -> None:
-        """Destroy a session (this one by default), its user-index entry included."""
+        """Destroy a session (this one by default), its user-index entry included.
+
+        When this one is found gone already, one more read (no touch) tells
+        whether a login elsewhere replaced it: the session then counts as ended
+        by another request (see :meth:`is_empty`).
+        """
         own = self._get_key()
         if session_key is None or session_key == own:
-            if own is not None and self.dce.destroy():
+            if own is None:
+                return
+            if self.dce.destroy():
                 self.ended = True
+            elif _replaced(own):
+                self._interrupted = True
         elif is_valid_sid(session_key):
             get_manager().open(session_key).destroy()
 
@@ -494,11 +544,16 @@ class SessionStore(SessionBase):
         super().clear()
 
     def flush(self) -> None:
-        """End the session: destroy it and forget the key (what ``auth.logout`` calls)."""
+        """End the session: destroy it and forget the key (what ``auth.logout`` calls).
+
+        A session another request ended has nothing left to end: nothing is
+        then pending, so no cookie goes out and the browser's newer one stays.
+        """
         super().clear()  # no load: the whole key goes
         self.delete()
-        self._dce, self._key = None, None
-        self._snapshot = Snapshot(to_store=jsonable)
+        self._forget()
+        if self._interrupted:
+            self.modified = False
 
     async def acycle_key(self) -> None:
         await sync_to_async(self.cycle_key)()
