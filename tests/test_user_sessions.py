@@ -21,6 +21,7 @@ from dce_session.errors import (
     NotLoggedIn,
     ReservedField,
     SerializationError,
+    SessionDestroyed,
 )
 
 WEEK = 604800
@@ -378,6 +379,30 @@ async def test_logout_of_a_session_never_logged_in(make_manager, call, store):
     sid = await stored_session(manager, call, a=1)
     assert await call(manager.open(sid).logout()) is False
     assert store.hgetall(f"dcesid:{sid}") == {"a": "1"}
+
+
+@pytest.mark.parametrize("ending", ["login", "destroy", "expiry"])
+async def test_logout_of_a_session_ended_since_it_was_loaded_is_session_destroyed(
+    make_manager, call, store, ending
+):
+    """A logout is a write: on a session this object found stored and another
+    request ended since, SessionDestroyed, nothing written (SEMANTICS 3.4); a
+    fresh open of the same sid is newborn: False."""
+    manager = make_manager()
+    sid = await logged_in(manager, call, {"id": 11})
+    stale = manager.open(sid)
+    assert await call(stale.uid()) == 11
+    if ending == "login":
+        await call(manager.open(sid).login({"id": 11}))
+    elif ending == "destroy":
+        await call(manager.open(sid).destroy())
+    else:
+        store.delete(f"dcesid:{sid}")
+    before = {key: store.type(key) for key in store.keys("*")}
+    with pytest.raises(SessionDestroyed):
+        await call(stale.logout())
+    assert {key: store.type(key) for key in store.keys("*")} == before
+    assert await call(manager.open(sid).logout()) is False
 
 
 async def test_destroy_of_a_logged_in_session_leaves_the_index(

@@ -119,7 +119,10 @@ class UserFlows(BasicFlows):
             manager.scripts.logout, (self.key,),
             (*self._header(), manager.replay_record(self.key)))))
         if removed.outcome not in (Outcome.LIVE, Outcome.FORWARDING):
+            ended_meanwhile = self._state is State.STORED
             self._absent()
+            if ended_meanwhile:  # a write, as any other, on a session found stored
+                raise self._destroyed()
             return False
         forwarded = removed.sid != self.id
         self._arrived(removed.outcome, removed.sid, None)
