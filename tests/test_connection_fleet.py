@@ -342,3 +342,35 @@ async def test_keep_alive_refuses_a_bad_period(make_manager: Any, store: Any,
     with pytest.raises(ConfigError, match="every"):
         make_manager().keep_alive(A, every=every)
     assert not store.exists("dcesid~presence")
+
+
+# -- a connection that did not see its sid change ---------------------------------------
+
+
+@pytest.mark.parametrize("change", ["login", "auto_login", "rotation past grace"])
+async def test_a_connection_left_on_an_old_sid_still_disconnects(
+        make_manager: Any, call: Any, change: str) -> None:
+    """Another request moved the session (the bindings moved with the data);
+    this connection's id is still the old sid: its disconnect finds its
+    binding where the data went, and leaves the other tab's."""
+    now = [1_800_000_000]
+    manager = make_manager(renew=RenewPolicy(), clock=lambda: now[0])
+    sid = await logged_in(manager, call)
+    mover = await bind(manager, call, sid, A, "1.1.1.1:1")
+    idle = await bind(manager, call, sid, B, "2.2.2.2:2")
+    if change == "login":
+        new = await call(mover.request().login({"id": 43}))
+    elif change == "auto_login":
+        new = await call(manager.open(sid).auto_login())
+    else:
+        now[0] += 601
+        rotating = manager.open(sid)
+        assert await call(rotating.try_renew()) is True
+        new = rotating.id
+        now[0] += 600  # the old sid is superseded: no forwarding any more
+    uid = 43 if change == "login" else 42
+    assert idle.id == sid != new
+    assert sorted(server for _, server, _ in await call(manager.connections_of(uid))) == [A, B]
+    assert await call(idle.disconnect()) is True
+    assert await call(manager.connections_of(uid)) == [(new, A, "1.1.1.1:1")]
+    assert await call(idle.disconnect()) is False  # gone: nothing more to remove

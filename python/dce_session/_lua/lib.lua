@@ -200,8 +200,9 @@ end
 
 -- The side key saying that a login, auto_login or regenerate(destroy_old)
 -- ended the presented sid less than a grace period ago (renew.lua sets it,
--- in the session's hash slot): a request still carrying that sid comes from
--- a browser that has probably been sent the new one already.
+-- in the session's hash slot; its value is the new sid): a request still
+-- carrying that sid comes from a browser that has probably been sent the new
+-- one already, and a connection still on it disconnects from the new one.
 local function replaced_key(S)
   return S.prefix .. '~replaced:{' .. S.key .. '}'
 end

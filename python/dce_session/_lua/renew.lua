@@ -75,7 +75,7 @@ end
 if destroy_old == '1' and at then
   destroy(S, at)
   if found.state == FORWARDING then redis.call('DEL', S.key) end
-  redis.call('SET', replaced_key(S), '1', 'EX', SETTINGS.grace)
+  redis.call('SET', replaced_key(S), new_sid, 'EX', SETTINGS.grace)
 end
 if #flat == 0 and binding.id == '' then return {2, found.state, old_uid, old_sid} end
 
