@@ -173,7 +173,7 @@ async def test_every_ending_and_change_is_published(listener: Any, call: Any) ->
     await call(anonymous.set("cart", [1]))
     first = await call(anonymous.login(USER))
     event = await watching.next()  # a login ends the stored sid: its sockets follow
-    assert (event.kind, event.new_sid) == ("rotate", first)
+    assert (event.kind, event.new_sid, event.uid) == ("rotate", first, 42)  # to its user
     assert event.sid != first
     second = await logged_in(manager, call)  # a newborn's login ends nothing: no event
     assert await call(manager.sync({"id": 42, "name": "new"})) == 2

@@ -253,6 +253,27 @@ async def test_a_rotation_moves_the_sockets_to_the_new_sid(fleet: Any, redis_url
           "both bindings to go")
 
 
+async def test_a_login_elsewhere_as_another_user_moves_the_sockets_to_that_user(
+        fleet: Any, manager: SessionManager) -> None:
+    """The rotate event of a login names the new user: the hubs refile the
+    sockets under it, so messages to that user reach them, none to the old."""
+    a, b = fleet.ports
+    sid = login(fleet, a, 42)
+    on_a, on_b = await open_socket(fleet, a, sid), await open_socket(fleet, b, sid)
+    new = manager.open(sid).login({"id": 321})  # another request, another user
+    assert await receive(on_a) == {"event": "rotate"}
+    assert await receive(on_b) == {"event": "rotate"}
+    assert {row[0] for row in manager.connections_of(321)} == {new}
+    reply, _ = post(fleet.url(a, "/send/321"), {"text": "to the new user"})
+    assert reply == {"local": 1, "forwarded": [f"127.0.0.1:{b}"], "unreachable": []}
+    assert await receive(on_a) == {"from": None, "text": "to the new user"}
+    assert await receive(on_b) == {"from": None, "text": "to the new user"}
+    reply, _ = post(fleet.url(a, "/send/42"), {"text": "to the old user"})
+    assert reply == {"local": 0, "forwarded": [], "unreachable": []}
+    await on_a.close()
+    await on_b.close()
+
+
 async def test_a_handler_that_fails_still_removes_the_binding(fleet: Any,
                                                               manager: SessionManager) -> None:
     a, b = fleet.ports

@@ -84,7 +84,8 @@ redis.call('EXPIRE', new_key, ttl)
 local index = index_key(S, new_user)
 if index then index_add(index, new_sid, ttl, S.floor) end
 if destroy_old == '1' and at then
-  publish(S.events, {event = 'rotate', sid = at.sid, new_sid = new_sid})
+  publish(S.events, {event = 'rotate', sid = at.sid, new_sid = new_sid,
+                     uid = user_id(new_user, S.uid)})
 end
 if binding.id ~= '' then
   bind_at(new_key, binding)

@@ -390,12 +390,16 @@ class SocketHub:
             if not users:
                 self._by_uid.pop(socket.uid, None)
 
-    def _moved(self, old: str, new: str) -> list[SocketSession]:
-        """A rotation: the sockets filed under ``old`` move to ``new``."""
-        moved = list(self._by_sid.pop(old, ()))
+    def _moved(self, old: str, new: str, uid: int | None) -> list[SocketSession]:
+        """A rotation: the sockets filed under ``old`` move to ``new``, and to
+        ``uid`` when the event names one (a login elsewhere: another user)."""
+        moved = list(self._by_sid.get(old, ()))
         for socket in moved:
-            socket.connection.id, socket._key = new, new
-            self._by_sid.setdefault(new, set()).add(socket)
+            self._unregister(socket)
+            socket.connection.id = new
+            if uid is not None:
+                socket.uid = uid
+            self._register(socket)
         return moved
 
     # -- routing -------------------------------------------------------------------
@@ -471,7 +475,7 @@ class SocketHub:
         """Apply one session event to this server's sockets (what the listener
         does; call it yourself when you consume ``manager.events()`` elsewhere)."""
         if event.kind == "rotate" and event.sid and event.new_sid:
-            concerned = self._moved(event.sid, event.new_sid)
+            concerned = self._moved(event.sid, event.new_sid, event.uid)
         else:
             concerned = self._concerned(event)
         for socket in concerned:
