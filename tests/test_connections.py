@@ -138,6 +138,25 @@ async def test_request_with_a_carried_sid(make_manager: Any, call: Any) -> None:
     assert connection.id == new_sid  # its regeneration does
 
 
+async def test_a_carried_sid_never_takes_the_connections_binding(make_manager: Any, call: Any,
+                                                                store: Any) -> None:
+    """The binding rides on the first request of the connection's own sid: a
+    message carrying another session's sid (or a malformed one) writes none."""
+    manager = make_manager()
+    root = await _stored_session(manager, call, who="root")
+    carried = await _stored_session(manager, call, who="carried")
+    connection = manager.connect(root.id, SERVER)
+    await call(connection.request(carried.id).set("seen", 1))
+    await call(connection.request("garbage").set("k", 1))
+    assert bindings(store, carried.key) == {}
+    assert len(store.keys("dcesid:*")) == 3  # the garbage sid's write: a fresh session
+    assert all(bindings(store, key) == {} for key in store.keys("dcesid:*"))
+    assert await call(connection.request().get("who")) == "root"  # its own: bound now
+    assert list(bindings(store, root.key).values()) == [[SERVER, None]]
+    assert await call(connection.disconnect()) is True
+    assert bindings(store, root.key) == {}
+
+
 async def test_request_with_an_unknown_sid_falls_back_to_a_fresh_session(
         make_manager: Any, call: Any, store: Any) -> None:
     manager = make_manager()

@@ -86,7 +86,7 @@ class ConnectionCore:
         else:
             session = session_type(self._manager, self.id if sid is None else sid, None)
         session._connection = self
-        if not self._bound:
+        if not self._bound and session.id == self.id:  # a carried sid's session is not ours
             session._binding = (self.binding_id, self.server, self.client or "")
         return session
 
