@@ -22,6 +22,14 @@ routes that depend on them touch Redis::
     async def socket(websocket: WebSocket, values: SessionValues) -> None:
         await websocket.accept()
         await websocket.send_json(dict(values))
+
+On a websocket route the session is read once, at the handshake, and written
+back when the socket closes: changes the connection makes later are based on
+that copy (and overwrite the keys they change). A long-lived socket that reads
+and writes the session as it goes should use
+:class:`dce_session.integrations.websocket.SocketHub` and a request session per
+message (``socket.request()``), which also follows logins and logouts made
+elsewhere.
 """
 
 from __future__ import annotations
