@@ -563,6 +563,35 @@ def test_changing_permanence_moves_the_session_to_a_sid_of_the_other_lifetime(
     assert store.hgetall(f"dcesid:{cookie['value']}") == {"a": "1", "_permanent": "false"}
 
 
+def test_a_permanent_login_with_its_lifetime_is_one_new_sid(
+    manager: SessionManager, store: redis.Redis
+) -> None:
+    """The documented way (docs/switching-from-flask.md): the sid the login
+    returns is the one the cookie carries; without the lifetime, the save moves
+    the session once more (the returned sid is then dead)."""
+    app = build_app(manager, config={"PERMANENT_SESSION_LIFETIME": timedelta(days=3)})
+
+    @app.post("/permanent-login/<int:with_lifetime>")
+    def permanent_login(with_lifetime: int) -> Any:
+        session = flask.session
+        session.permanent = True
+        ttl = app.session_interface.permanent_ttl(app) if with_lifetime else None  # type: ignore[attr-defined]
+        returned = dce_of(session).login({"id": 5}, ttl_minutes=ttl)
+        return {"returned": returned, "sid": session.sid}  # type: ignore[attr-defined]
+
+    for with_lifetime in (1, 0):
+        browser = app.test_client()
+        sid = start(browser, a=1)
+        response = browser.post(f"/permanent-login/{with_lifetime}")
+        cookie = set_cookie(response)
+        assert cookie is not None
+        assert response.json["returned"] == response.json["sid"]
+        assert parse_sid(cookie["value"])[0] == 3 * 24 * 60
+        assert store.exists(f"dcesid:{sid}") == 0
+        assert (cookie["value"] == response.json["returned"]) is bool(with_lifetime)
+        assert store.exists(f"dcesid:{response.json['returned']}") == with_lifetime
+
+
 def test_a_permanent_session_is_refreshed_on_each_request_that_uses_it(
     manager: SessionManager, store: redis.Redis, round_trips: Any
 ) -> None:
