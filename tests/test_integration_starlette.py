@@ -754,7 +754,7 @@ def test_a_request_arriving_after_another_tabs_login_never_undoes_it(
         response = stale.get("/values") if late == "read" else stale.post("/put", json={"b": 2})
     assert response.status_code == 200
     assert response.json() == ({} if late == "read" else {"b": 2})  # as for any unknown sid
-    assert warned(caplog) == replaced
+    assert warned(caplog) == (replaced and late == "write")  # only a change is dropped
     if replaced or late == "read":
         assert set_cookies(response) == []
         assert live_keys(store) == before

@@ -81,7 +81,8 @@ What a request does
   An unknown or malformed cookie is left alone.
 - **Races.** When another request ended this session (a login or logout in
   another tab, a rotation judgment), this request's changes are dropped with
-  a WARNING on the ``dce_session`` logger, the response is the view's, and no
+  a WARNING on the ``dce_session`` logger (none when it changed nothing), the
+  response is the view's, and no
   cookie is sent: the browser keeps the newer one.
 - Websockets load the same way at the handshake, rotation included: the
   handshake's reply (``websocket.accept``) carries the cookie of a new sid.
@@ -234,9 +235,9 @@ class _Handler:
                 values = await _values(session)
                 texts = await session.raw()  # loaded already: no round trip
             except SessionDestroyed:  # judged: the browser moved on to a newer sid
-                self._race()
+                self.interrupted = True  # (the WARNING when save finds changes to drop)
             if session.replaced:  # a login elsewhere: the browser holds its new sid
-                self._race()
+                self.interrupted = True
             if session.newborn:  # unknown to the store: a fresh session of our lifetime
                 self._replace(self.middleware.manager.new(self.middleware.ttl))
         self.snapshot = Snapshot(values, texts=texts)
@@ -272,7 +273,12 @@ class _Handler:
 
     async def save(self) -> bool:
         """Write what the request changed; whether this request ended the session."""
-        if not self.loaded or self.interrupted:
+        if not self.loaded:
+            return False
+        if self.interrupted:  # ended elsewhere: what this request changed is dropped
+            mapping = self.scope["session"]
+            if mapping.ended or self.snapshot.changes(mapping):
+                interrupted(self.presented)
             return False
         session, mapping = self.session, self.scope["session"]
         ended = False
