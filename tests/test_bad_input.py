@@ -12,8 +12,14 @@ from typing import Any
 
 import pytest
 from dce_session._flows import decode_value
-from dce_session.core import is_valid_sid
-from dce_session.errors import ConfigError, InvalidField, SerializationError
+from dce_session.core import is_valid_sid, parse_sid, session_key
+from dce_session.errors import (
+    ConfigError,
+    InvalidField,
+    InvalidUser,
+    SerializationError,
+    StoreError,
+)
 
 DEEP = "[" * 10_000 + "]" * 10_000
 DEEP_USER = '{"id": 7, "x": ' + DEEP + "}"
@@ -228,6 +234,126 @@ async def test_delete_takes_an_iterable_of_names_not_one_str(make_manager: Any, 
 async def test_a_clock_that_gives_no_time_is_config_error(make_manager: Any, call: Any,
                                                           store: Any, clock: Any) -> None:
     manager = make_manager(clock=clock)
+    with pytest.raises(ConfigError, match="clock"):
+        await call(manager.new().set("a", 1))
+    assert store.keys("dcesid:*") == []
+
+
+# -- what a fault or another program leaves behind (the issue's abuse review) ---------
+
+
+async def test_a_field_that_is_not_utf8_spoils_only_itself(make_manager: Any, call: Any,
+                                                           store: Any, client_config: Any) -> None:
+    manager = make_manager()
+    session = manager.new()
+    await call(session.set("a", 1))
+    store.hset(session.key, "b", b"\xff")
+    opened = manager.open(session.id)
+    if client_config.decode_responses:  # redis-py itself cannot decode the reply
+        with pytest.raises(StoreError):
+            await call(opened.get("a"))
+        return
+    assert await call(opened.get("a")) == 1
+    with pytest.raises(SerializationError):
+        await call(opened.get("b"))
+    assert (await call(opened.raw()))["b"] == "\udcff"
+
+
+@pytest.mark.parametrize("operation", ["login", "regenerate"])
+async def test_an_unknown_sid_never_lends_its_ttl(make_manager: Any, call: Any, store: Any,
+                                                  operation: str) -> None:
+    """A client-made sid of the longest ttl, unknown to the store: the new
+    session gets the manager's ttl, not the client's."""
+    manager = make_manager()
+    forged = manager.open("A" * 64 + "FFFF" + "00000001")
+    if operation == "login":
+        new = await call(forged.login({"id": 1}))
+    else:
+        new = await call(forged.regenerate({"a": 1}))
+    assert parse_sid(new)[0] == manager.ttl_minutes
+    assert 0 < store.ttl(session_key("dcesid", new)) <= manager.ttl_minutes * 60
+    assert forged.newborn
+    stored = manager.new(44640)  # a stored long-lived session keeps its ttl
+    await call(stored.set("a", 1))
+    assert parse_sid(await call(manager.open(stored.id).login({"id": 2})))[0] == 44640
+
+
+@pytest.mark.parametrize("operation", ["login", "set", "regenerate"])
+async def test_a_user_index_of_another_type_is_store_error_with_nothing_written(
+        make_manager: Any, call: Any, store: Any, operation: str) -> None:
+    manager = make_manager()
+    session = manager.new()
+    await call(session.set("a", 1))
+    if operation != "login":
+        await call(session.login({"id": 42}))
+    store.delete("dceusmap:42")
+    store.set("dceusmap:42", "another program's")
+    before = {key: store.dump(key) for key in store.keys("*") if "~replay" not in key}
+    opened = manager.open(session.id)
+    attempts = {"login": lambda: opened.login({"id": 42}), "set": lambda: opened.set("b", 2),
+                "regenerate": lambda: opened.regenerate()}
+    with pytest.raises(StoreError, match="WRONGTYPE"):
+        await call(attempts[operation]())
+    after = {key: store.dump(key) for key in store.keys("*") if "~replay" not in key}
+    assert after == before  # every key as it was: nothing written
+
+
+class Exploding:
+    """A user object whose id property raises."""
+
+    @property
+    def id(self) -> int:
+        raise RuntimeError("the database is down")
+
+
+class BadModel:
+    id = 7
+
+    def model_dump(self, mode: str = "python") -> Any:
+        return "not a dict"
+
+
+@pytest.mark.parametrize("user", [Exploding(), BadModel()], ids=["raising", "bad model"])
+async def test_a_user_object_that_fails_is_invalid_user(make_manager: Any, call: Any,
+                                                        store: Any, user: Any) -> None:
+    manager = make_manager()
+    session = manager.new()
+    await call(session.set("a", 1))
+    with pytest.raises(InvalidUser):
+        await call(manager.open(session.id).login(user))
+    with pytest.raises(InvalidUser):
+        await call(manager.sync(user))
+    assert store.hgetall(session.key) == {"a": "1"}
+
+
+@pytest.mark.parametrize(("setting", "value"), [("mapping_ttl_seconds", 2**62),
+                                                ("uid_field", 'a"b'), ("uid_field", "a\\b")])
+async def test_settings_the_scripts_could_not_honour_are_config_errors(
+        make_manager: Any, setting: str, value: Any) -> None:
+    with pytest.raises(ConfigError, match=setting):
+        make_manager(**{setting: value})
+
+
+async def test_ttl_passed_of_a_key_without_ttl_keeps_it_stored(make_manager: Any, call: Any,
+                                                               store: Any) -> None:
+    """Another writer's key without a TTL (the reference's silent_set writes them)."""
+    manager = make_manager()
+    session = manager.new()
+    await call(session.set("a", 1))
+    store.persist(session.key)
+    opened = manager.open(session.id)
+    assert await call(opened.ttl_passed()) == 0
+    assert not opened.newborn
+    assert opened.id == session.id
+    assert await call(opened.get("a")) == 1
+
+
+async def test_a_clock_that_raises_is_config_error(make_manager: Any, call: Any,
+                                                   store: Any) -> None:
+    def broken() -> float:
+        raise RuntimeError("no time")
+
+    manager = make_manager(clock=broken)
     with pytest.raises(ConfigError, match="clock"):
         await call(manager.new().set("a", 1))
     assert store.keys("dcesid:*") == []

@@ -308,11 +308,12 @@ async def test_a_foreign_message_on_the_channel_is_dropped_with_a_warning(
         with caplog.at_level("WARNING", logger="dce_session"):
             store.publish("dcesid~events", "not json")
             store.publish("dcesid~events", json.dumps({"no": "event"}))
+            store.publish("dcesid~events", '{"event": "x", "uid": Infinity}')
             assert await call(manager.open(sid).destroy()) is True
             event = await _first_event(stream, door)
         assert (event.kind, event.sid) == ("destroy", sid)
         dropped = [r for r in caplog.records if "no session event, dropped" in r.getMessage()]
-        assert len(dropped) == 2
+        assert len(dropped) == 3
     finally:
         await call(stream.close() if door == "sync" else stream.aclose())
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from dce_session.core import generate_sid, is_valid_sid, session_key
-from dce_session.errors import ConfigError
+from dce_session.errors import ConfigError, StoreError
 
 SERVER = "10.0.0.5:8000"
 CLIENT = "203.0.113.9:51000"
@@ -294,3 +294,15 @@ async def test_a_fresh_connection_keeps_its_own_sid(make_manager: Any, call: Any
     assert await call(later.get("x")) is None
     assert later.id == sid
     assert not later.newborn
+
+
+async def test_another_writers_bindings_field_stops_a_binding_write_before_it_writes(
+        make_manager: Any, call: Any, store: Any) -> None:
+    manager = make_manager()
+    session = await _stored_session(manager, call)
+    store.hset(session.key, "$servers", "not json")
+    connection = manager.connect(session.id, SERVER)
+    with pytest.raises(StoreError):
+        await call(connection.request().set("zz", 1))
+    assert store.hget(session.key, "zz") is None  # nothing written
+    assert store.hget(session.key, "$servers") == "not json"

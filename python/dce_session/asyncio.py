@@ -39,7 +39,7 @@ from dce_session._flows.connection import (
     server_name,
 )
 from dce_session.errors import *  # noqa: F403  (each front door re-exports every error)
-from dce_session.errors import StoreError
+from dce_session.errors import SessionError, StoreError
 
 __all__ = ["Connection", "EventStream", "Presence", "RenewPolicy", "Session", "SessionEvent",
            "SessionManager"]
@@ -207,7 +207,7 @@ class Presence:
             await asyncio.sleep(self.every)
             try:
                 await self.manager.beat(self.server, lapse_seconds=lapse_for(self.every))
-            except StoreError as error:
+            except SessionError as error:  # Redis, or the manager's clock
                 log.warning("presence of %s: beat failed (%s)", self.server, error)
 
     async def aclose(self) -> None:

@@ -44,7 +44,7 @@ from dce_session._flows.connection import (
     seconds,
     server_name,
 )
-from dce_session.errors import StoreError
+from dce_session.errors import SessionError, StoreError
 
 __all__ = ["Connection", "EventStream", "Presence", "Session", "SessionEvent", "SessionManager"]
 
@@ -254,7 +254,7 @@ class Presence:
         while not self._stopped.wait(self.every):
             try:
                 self.manager.beat(self.server, lapse_seconds=lapse_for(self.every))
-            except StoreError as error:
+            except SessionError as error:  # Redis, or the manager's clock
                 log.warning("presence of %s: beat failed (%s)", self.server, error)
 
     def close(self) -> None:

@@ -174,12 +174,14 @@ class BasicFlows(SessionState):
             return None
         found = Touched.parse((yield ScriptCall(self._manager.scripts.ttl, (self.key,),
                                                 self._header())))
-        if not found.outcome.acted or found.remaining < 0:
+        if not found.outcome.acted:
             self._absent()
             return None
         if found.sid != self.id:
             self._snapshot = None  # the snapshot was the old sid's: reload on the next read
         self._arrived(found.outcome, found.sid, None)
+        if found.remaining < 0:  # stored without a TTL (another writer's key): never idle
+            return 0
         return max(self._ttl_seconds() - found.remaining, 0)
 
     def _destroy_flow(self) -> Flow[bool]:

@@ -113,13 +113,17 @@ Flow = Generator[Call, Any, T]
 
 
 def text(reply: Any) -> str:
-    """A reply item as ``str``, whatever the client's ``decode_responses``."""
-    return reply.decode() if isinstance(reply, bytes) else str(reply)
+    """A reply item as ``str``, whatever the client's ``decode_responses``; bytes
+    that are not UTF-8 (another program's) as surrogate escapes, never an error."""
+    return reply.decode("utf-8", "surrogateescape") if isinstance(reply, bytes) else str(reply)
 
 
 def field_map(flat: list[Any]) -> dict[str, str]:
-    """``[field, value, ...]`` as a dict of str."""
-    items = [item.decode() if type(item) is bytes else str(item) for item in flat]
+    """``[field, value, ...]`` as a dict of str (bytes as :func:`text` makes them):
+    a field that is not UTF-8 is not JSON, so reading it is ``SerializationError``
+    and the other fields read as usual."""
+    items = [item.decode("utf-8", "surrogateescape") if type(item) is bytes else str(item)
+             for item in flat]
     return dict(zip(items[::2], items[1::2], strict=True))
 
 

@@ -185,7 +185,7 @@ def event_of(data: Any) -> SessionEvent | None:
     the ``dce_session`` logger, when it holds none (another publisher's)."""
     try:
         return SessionEvent.parse(data)
-    except (ValueError, KeyError, TypeError, AttributeError) as error:
+    except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as error:
         log.warning("a message on the events channel is no session event, dropped (%s)",
                     error)
         return None

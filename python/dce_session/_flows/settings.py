@@ -28,6 +28,7 @@ from dce_session.errors import (
     InvalidUser,
     ReservedField,
     SerializationError,
+    SessionError,
     UnknownSetting,
 )
 
@@ -101,6 +102,10 @@ def check_ttl(ttl_minutes: object) -> int:
     return ttl_minutes
 
 
+#: The longest user index TTL floor: about 136 years (a setting past it is a typo).
+MAX_MAPPING_TTL_SECONDS = 2**32
+
+
 def _check_name(setting: str, value: object) -> str:
     if not isinstance(value, str) or not value:
         raise ConfigError(f"{setting} must be a non-empty str, got {value!r}")
@@ -160,6 +165,9 @@ class Settings:
         self.sid_name = _check_name("sid_name", sid_name)
         self.user_prefix = _check_name("user_prefix", user_prefix)
         self.uid_field = _check_name("uid_field", uid_field)
+        if json.dumps(uid_field, ensure_ascii=False)[1:-1] != uid_field:
+            raise ConfigError(f"uid_field must need no JSON escape (the scripts find it in "
+                              f"the stored user as written), got {uid_field!r}")
         fields = {name: _check_name(name, value) for name, value in (
             ("user_field", user_field), ("new_sid_field", new_sid_field),
             ("server_field", server_field), ("client_field", client_field))}
@@ -168,9 +176,9 @@ class Settings:
         self.user_field, self.new_sid_field = user_field, new_sid_field
         self.server_field, self.client_field = server_field, client_field
         if isinstance(mapping_ttl_seconds, bool) or not isinstance(mapping_ttl_seconds, int) \
-                or mapping_ttl_seconds <= 0:
-            raise ConfigError(
-                f"mapping_ttl_seconds must be a positive int, got {mapping_ttl_seconds!r}")
+                or not 0 < mapping_ttl_seconds <= MAX_MAPPING_TTL_SECONDS:
+            raise ConfigError(f"mapping_ttl_seconds must be an int in [1, "
+                              f"{MAX_MAPPING_TTL_SECONDS}], got {mapping_ttl_seconds!r}")
         self.mapping_ttl_seconds = mapping_ttl_seconds
         for setting, value in (("user_loader", user_loader), ("clock", clock)):
             if value is not None and not callable(value):
@@ -235,7 +243,10 @@ class Settings:
 
     def now(self) -> int:
         """The manager's clock, in whole seconds (``ConfigError`` when it gives no time)."""
-        value = self.clock()
+        try:
+            value = self.clock()
+        except Exception as error:  # the caller's clock failing is a setting's failure
+            raise ConfigError(f"clock() failed: {type(error).__name__}: {error}") from error
         if isinstance(value, bool) or not isinstance(value, (int, float)) \
                 or not math.isfinite(value):
             raise ConfigError(f"clock() must return seconds since the epoch, got {value!r}")
@@ -269,24 +280,36 @@ class Settings:
         return "" if self.cluster else self.user_prefix
 
     def user_document(self, user: object) -> tuple[str, str]:
-        """``(uid as decimal text, user JSON)`` of a user of any supported shape."""
-        document: Any
-        if isinstance(user, Mapping):
-            document = dict(user)
-            uid = document.get(self.uid_field)
-        else:
-            uid = getattr(user, self.uid_field, None)
-            if dataclasses.is_dataclass(user) and not isinstance(user, type):
-                document = dataclasses.asdict(user)
-            elif callable(getattr(user, "model_dump", None)):
-                document = user.model_dump(mode="json")  # type: ignore[attr-defined]
-            elif hasattr(user, "__dict__"):
-                document = dict(vars(user))
-            else:
-                raise InvalidUser(f"a user is a mapping or an object, not {type(user).__name__}")
-            document.setdefault(self.uid_field, uid)
+        """``(uid as decimal text, user JSON)`` of a user of any supported shape;
+        ``InvalidUser`` for anything else, whatever the object raised."""
+        try:
+            uid, document = self._user_parts(user)
+        except SessionError:
+            raise
+        except Exception as error:  # the user object's own failure (a property, model_dump)
+            raise InvalidUser(f"the user could not be read ({type(error).__name__}: "
+                              f"{error})") from error
         index_key = user_key("", uid)  # raises InvalidUser for a bad id
         return index_key[1:], encode_value(document)
+
+    def _user_parts(self, user: object) -> tuple[Any, dict[str, Any]]:
+        """``(uid, document)`` of a user of any supported shape."""
+        if isinstance(user, Mapping):
+            document = dict(user)
+            return document.get(self.uid_field), document
+        uid = getattr(user, self.uid_field, None)
+        if dataclasses.is_dataclass(user) and not isinstance(user, type):
+            document = dataclasses.asdict(user)
+        elif callable(getattr(user, "model_dump", None)):
+            document = user.model_dump(mode="json")  # type: ignore[attr-defined]
+        elif hasattr(user, "__dict__"):
+            document = dict(vars(user))
+        else:
+            raise InvalidUser(f"a user is a mapping or an object, not {type(user).__name__}")
+        if not isinstance(document, dict):
+            raise InvalidUser(f"the user's document is a {type(document).__name__}, not a dict")
+        document.setdefault(self.uid_field, uid)
+        return uid, document
 
     def uid_of(self, fields: Mapping[str, str] | None) -> str | None:
         """The uid (decimal text) of the user stored in ``fields``, if any."""

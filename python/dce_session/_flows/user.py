@@ -35,13 +35,17 @@ class UserFlows(BasicFlows):
             raise NotLoggedIn("auto_login() needs a logged-in session")
         ttl = self.ttl_minutes if ttl_minutes is None else check_ttl(ttl_minutes)
         manager = self._manager
+        presented = self._state is State.PRESENTED
+        # A presented sid's ttl is the client's word until the store knows the sid:
+        # one that differs from ours is only kept for a session found stored.
+        guarded = presented and ttl_minutes is None and ttl != manager.ttl_minutes
         new_sid = manager.fresh_sid(ttl, self.key)
         connection = self._connection
         moving = None if destroy_old or connection is None else \
             (connection.binding_id, connection.server, connection.client or "")
         renewed = Renewed.parse((yield ScriptCall(
             manager.scripts.renew, (self.key, session_key(manager.sid_name, new_sid)),
-            (*self._header(), new_sid, int(self._state is State.STORED),
+            (*self._header(), new_sid, int(self._state is State.STORED or guarded),
              int(destroy_old), int(needs_user),
              *self._binding_args(moving), len(pairs) // 2,
              *pairs, *removals))))
@@ -49,6 +53,10 @@ class UserFlows(BasicFlows):
         if not found and renewed.status is not RenewStatus.REQUIRED_GONE:
             self._absent()  # unknown: never adopted (a presented sid settles as newborn)
         if renewed.status is RenewStatus.REQUIRED_GONE:
+            if presented:  # unknown: a newborn's renewal, of our own ttl
+                self._absent()
+                return (yield from self._renew_flow(pairs, removals, ttl_minutes,
+                                                    destroy_old, needs_user))
             self._end()
             raise self._destroyed()
         if renewed.status is RenewStatus.NO_USER:
@@ -95,7 +103,8 @@ class UserFlows(BasicFlows):
     def _uid_flow(self) -> Flow[int | None]:
         document = yield from self._user_document_flow()
         uid = None if document is None else document.get(self._manager.uid_field)
-        return uid if isinstance(uid, int) and not isinstance(uid, bool) else None
+        valid = isinstance(uid, int) and not isinstance(uid, bool) and 0 <= uid < 2**64
+        return uid if valid else None  # another writer's id out of the uid range: none
 
     def _login_flow(self, user: object, ttl_minutes: int | None,
                     changes: Mapping[str, Any] | None) -> Flow[str]:

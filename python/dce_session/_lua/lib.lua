@@ -110,10 +110,21 @@ local function index_key(S, user_json)
   return nil
 end
 
+-- Stop the script with a WRONGTYPE error, before it writes anything, when
+-- `index` (a user index key, or nil) is another program's key, not a set.
+local function check_index(index)
+  if not index then return end
+  local kind = redis.call('TYPE', index).ok
+  if kind ~= 'set' and kind ~= 'none' then
+    error({err = 'WRONGTYPE the user index ' .. index .. ' is not a set; nothing was written'})
+  end
+end
+
 -- Put sid in an index and keep the index alive at least as long as the
 -- session (never shorter than the mapping TTL floor); only writes the TTL
 -- when it would otherwise fall short.
 local function index_add(index, sid, ttl_seconds, floor_seconds)
+  check_index(index)
   redis.call('SADD', index, sid)
   local want = math.max(ttl_seconds, floor_seconds)
   if redis.call('TTL', index) < want then redis.call('EXPIRE', index, want) end

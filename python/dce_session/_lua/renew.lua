@@ -64,6 +64,8 @@ if destroy_old ~= '1' then  -- the old sid keeps its connections; only binding.i
 end
 
 local new_user = data[S.user]
+check_index(index_key(S, new_user))  -- before the first write
+if destroy_old == '1' and at then check_index(index_key(S, at.user)) end
 local flat = {}
 for _, field in ipairs(order) do
   if data[field] ~= nil then

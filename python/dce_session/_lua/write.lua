@@ -49,8 +49,9 @@ end
 local sets, deletions = {}, {}
 for index = first, set_end do sets[#sets + 1] = ARGV[index] end
 for index = set_end + 1, #ARGV do deletions[#deletions + 1] = ARGV[index] end
+if wants_touch == '1' and state ~= FORWARDING then check_index(index_key(S, at.user)) end
+bind_at(at.key, binding)  -- first: another writer's bindings field stops it before a write
 hset_all(at.key, sets)
-bind_at(at.key, binding)
 local deleted, exists = 0, 1
 if #deletions > 0 then
   in_slices(function(list, from, to)
