@@ -357,3 +357,20 @@ async def test_a_clock_that_raises_is_config_error(make_manager: Any, call: Any,
     with pytest.raises(ConfigError, match="clock"):
         await call(manager.new().set("a", 1))
     assert store.keys("dcesid:*") == []
+
+
+async def test_a_rotation_over_a_user_index_of_another_type_writes_nothing(
+        make_manager: Any, call: Any, store: Any) -> None:
+    from dce_session import RenewPolicy
+
+    now = [1_800_000_000]
+    manager = make_manager(renew=RenewPolicy(), clock=lambda: now[0])
+    session = manager.new()
+    sid = await call(session.login({"id": 42}))
+    store.delete("dceusmap:42")
+    store.set("dceusmap:42", "another program's")
+    before = {key: store.dump(key) for key in store.keys("*")}
+    now[0] += 700  # due
+    with pytest.raises(StoreError, match="WRONGTYPE"):
+        await call(manager.open(sid).try_renew())
+    assert {key: store.dump(key) for key in store.keys("*")} == before

@@ -124,7 +124,6 @@ end
 -- session (never shorter than the mapping TTL floor); only writes the TTL
 -- when it would otherwise fall short.
 local function index_add(index, sid, ttl_seconds, floor_seconds)
-  check_index(index)
   redis.call('SADD', index, sid)
   local want = math.max(ttl_seconds, floor_seconds)
   if redis.call('TTL', index) < want then redis.call('EXPIRE', index, want) end
@@ -246,10 +245,11 @@ end
 -- TTL from now (never extended later). Returns the data (flat; `flat`: the
 -- data already read).
 local function move(S, from, new_key, new_sid, new_ttl, old_key, old_ttl, flat)
+  local index = index_key(S, from.user)
+  check_index(index)  -- before the first write
   flat = flat or redis.call('HGETALL', from.key)
   redis.call('RENAME', from.key, new_key)
   redis.call('EXPIRE', new_key, new_ttl)
-  local index = index_key(S, from.user)
   if index then
     redis.call('SREM', index, from.sid)
     index_add(index, new_sid, new_ttl, S.floor)

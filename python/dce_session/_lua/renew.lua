@@ -64,8 +64,12 @@ if destroy_old ~= '1' then  -- the old sid keeps its connections; only binding.i
 end
 
 local new_user = data[S.user]
-check_index(index_key(S, new_user))  -- before the first write
-if destroy_old == '1' and at then check_index(index_key(S, at.user)) end
+local index = index_key(S, new_user)
+check_index(index)  -- before the first write, as the old one's just below
+if destroy_old == '1' and at then
+  local old_index = index_key(S, at.user)
+  if old_index ~= index then check_index(old_index) end
+end
 local flat = {}
 for _, field in ipairs(order) do
   if data[field] ~= nil then
@@ -83,7 +87,6 @@ if #flat == 0 and binding.id == '' then return {2, found.state, old_uid, old_sid
 
 hset_all(new_key, flat)
 redis.call('EXPIRE', new_key, ttl)
-local index = index_key(S, new_user)
 if index then index_add(index, new_sid, ttl, S.floor) end
 if destroy_old == '1' and at then
   publish(S.events, {event = 'rotate', sid = at.sid, new_sid = new_sid,
