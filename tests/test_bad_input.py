@@ -278,7 +278,7 @@ async def test_an_unknown_sid_never_lends_its_ttl(make_manager: Any, call: Any, 
     assert parse_sid(await call(manager.open(stored.id).login({"id": 2})))[0] == 44640
 
 
-@pytest.mark.parametrize("operation", ["login", "set", "regenerate"])
+@pytest.mark.parametrize("operation", ["login", "set", "regenerate", "get"])
 async def test_a_user_index_of_another_type_is_store_error_with_nothing_written(
         make_manager: Any, call: Any, store: Any, operation: str) -> None:
     manager = make_manager()
@@ -288,14 +288,16 @@ async def test_a_user_index_of_another_type_is_store_error_with_nothing_written(
         await call(session.login({"id": 42}))
     store.delete("dceusmap:42")
     store.set("dceusmap:42", "another program's")
+    store.expire(session.key, 100)
     before = {key: store.dump(key) for key in store.keys("*") if "~replay" not in key}
     opened = manager.open(session.id)
     attempts = {"login": lambda: opened.login({"id": 42}), "set": lambda: opened.set("b", 2),
-                "regenerate": lambda: opened.regenerate()}
+                "regenerate": lambda: opened.regenerate(), "get": lambda: opened.get("a")}
     with pytest.raises(StoreError, match="WRONGTYPE"):
         await call(attempts[operation]())
     after = {key: store.dump(key) for key in store.keys("*") if "~replay" not in key}
     assert after == before  # every key as it was: nothing written
+    assert store.ttl(session.key) <= 100  # not even a touch
 
 
 class Exploding:

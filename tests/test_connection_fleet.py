@@ -375,3 +375,19 @@ async def test_a_connection_left_on_an_old_sid_still_disconnects(
     assert await call(idle.disconnect()) is True
     assert await call(manager.connections_of(uid)) == [(new, A, "1.1.1.1:1")]
     assert await call(idle.disconnect()) is False  # gone: nothing more to remove
+
+
+async def test_a_stream_closed_without_reading_releases_its_subscription(
+        make_manager: Any, call: Any, door: str, store: Any) -> None:
+    manager = make_manager()
+    if door == "sync":
+        with manager.events(poll=0.05):
+            assert store.pubsub_numsub("dcesid~events")[0][1] == 1
+    else:
+        async with manager.events(poll=0.05):
+            assert store.pubsub_numsub("dcesid~events")[0][1] == 1
+    for _ in range(100):  # the server sees the UNSUBSCRIBE / closed connection
+        if store.pubsub_numsub("dcesid~events")[0][1] == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert store.pubsub_numsub("dcesid~events")[0][1] == 0

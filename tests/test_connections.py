@@ -306,3 +306,21 @@ async def test_another_writers_bindings_field_stops_a_binding_write_before_it_wr
         await call(connection.request().set("zz", 1))
     assert store.hget(session.key, "zz") is None  # nothing written
     assert store.hget(session.key, "$servers") == "not json"
+
+
+@pytest.mark.parametrize("operation", ["login", "regenerate"])
+async def test_another_writers_bindings_field_stops_a_renewal_before_it_writes(
+        make_manager: Any, call: Any, store: Any, operation: str) -> None:
+    manager = make_manager()
+    session = await _stored_session(manager, call)
+    connection = manager.connect(session.id, SERVER)
+    if operation == "regenerate":  # bound: the regeneration moves its binding
+        assert await call(connection.request().touch())
+    # (a login: the connection's first request, its binding rides on it)
+    store.hset(session.key, "$servers", "[1")
+    before = {key: store.dump(key) for key in store.keys("*")}
+    request = connection.request()
+    with pytest.raises(StoreError):
+        await call(request.login({"id": 5}) if operation == "login"
+                   else request.regenerate({"b": 2}))
+    assert {key: store.dump(key) for key in store.keys("*")} == before

@@ -764,6 +764,24 @@ def test_a_request_arriving_after_another_tabs_login_never_undoes_it(
         assert new_sid(response) != old
 
 
+def test_an_awaited_regeneration_of_a_session_a_login_ended_raises(
+        serve: Callable[..., httpx.Client], manager: dce_session.asyncio.SessionManager,
+        store: redis.Redis) -> None:
+    """A request still carrying the sid another tab's login replaced: awaiting
+    regenerate_session_id raises SessionDestroyed (the view's 500), writes
+    nothing and sends no cookie; the login stands."""
+    browser = serve(build_app(manager), manager)
+    old = new_sid(browser.post("/put", json={"a": 1}))
+    new_sid(browser.post("/login", json={"id": 3}))
+    before = live_keys(store)
+    with httpx.Client(base_url=browser.base_url, cookies={COOKIE: old}) as stale:
+        response = stale.post("/regenerate")
+    assert response.status_code == 500
+    assert set_cookies(response) == []
+    assert live_keys(store) == before
+    assert browser.get("/user").json() == {"id": 3}
+
+
 @pytest.mark.parametrize("other", ["login", "logout"])
 def test_a_regeneration_asked_without_await_never_undoes_another_tabs_end(
         serve: Callable[..., httpx.Client],

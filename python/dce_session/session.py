@@ -277,6 +277,7 @@ class EventStream:
 
     def __init__(self, manager: SessionManager, poll: float = 0.5) -> None:
         self._poll, self._closed = seconds(poll, "poll"), threading.Event()
+        self._reading = False
         self._pubsub: Any = manager.client.pubsub(ignore_subscribe_messages=True)
         try:
             self._pubsub.subscribe(manager.events_channel)
@@ -288,21 +289,28 @@ class EventStream:
         return self
 
     def __next__(self) -> SessionEvent:
-        while not self._closed.is_set():
-            try:
-                message = self._pubsub.get_message(timeout=self._poll)
-            except (RedisError, RedisClusterException) as error:
-                self._pubsub.close()
-                raise store_error(error) from error
-            event = received_event(message)
-            if event is not None:
-                return event
+        self._reading = True
+        try:
+            while not self._closed.is_set():
+                try:
+                    message = self._pubsub.get_message(timeout=self._poll)
+                except (RedisError, RedisClusterException) as error:
+                    self._pubsub.close()
+                    raise store_error(error) from error
+                event = received_event(message)
+                if event is not None:
+                    return event
+        finally:
+            self._reading = False
         self._pubsub.close()
         raise StopIteration
 
     def close(self) -> None:
-        """End the stream: an iteration on it stops within ``poll`` seconds."""
+        """End the stream: an iteration on it stops within ``poll`` seconds (and
+        releases the subscription); none running, it is released now."""
         self._closed.set()
+        if not self._reading:  # else the reading thread releases it as it stops
+            self._pubsub.close()
 
     def __enter__(self) -> EventStream:
         return self

@@ -120,6 +120,16 @@ local function check_index(index)
   end
 end
 
+-- Stop the script, before it writes, when a connection bindings field (its
+-- raw text, or nil) is not the JSON object bind/unbind read: another program's.
+local function check_bindings(raw)
+  if not raw then return end
+  local ok, bindings = pcall(cjson.decode, raw)
+  if not ok or type(bindings) ~= 'table' then
+    error({err = 'ERR the connection bindings field is not a JSON object; nothing was written'})
+  end
+end
+
 -- Put sid in an index and keep the index alive at least as long as the
 -- session (never shorter than the mapping TTL floor); only writes the TTL
 -- when it would otherwise fall short.
@@ -194,9 +204,9 @@ end
 
 -- EXPIRE a live session; when logged in, keep its index alive.
 local function touch(S, at)
-  redis.call('EXPIRE', at.key, at.ttl)
-  local index = index_key(S, at.user)
+  local index = index_key(S, at.user)  -- the index first: another program's stops it unwritten
   if index then index_touch(index, at.sid, at.ttl, S.floor) end
+  redis.call('EXPIRE', at.key, at.ttl)
 end
 
 -- Remove a live session and its entry in its user's index; returns the

@@ -59,6 +59,7 @@ for index = first, set_end, 2 do
   data[ARGV[index]] = ARGV[index + 1]
 end
 for index = set_end + 1, #ARGV do data[ARGV[index]] = nil end
+if binding.id ~= '' then check_bindings(data[binding.field]) end  -- before the first write
 if destroy_old ~= '1' then  -- the old sid keeps its connections; only binding.id moves
   data[binding.field], data[binding.server_field], data[binding.client_field] = nil, nil, nil
 end

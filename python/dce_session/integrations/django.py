@@ -348,7 +348,7 @@ class SessionStore(SessionBase):
         return values
 
     def exists(self, session_key: str | None) -> bool:
-        """Whether ``session_key`` is a stored session (one TTL, no touch)."""
+        """Whether ``session_key`` is a stored session (one round trip, no touch)."""
         if not is_valid_sid(session_key):
             return False
         return get_manager().open(session_key).ttl_passed() is not None

@@ -249,6 +249,9 @@ class _Handler:
         if self.regeneration is _Regeneration.DONE:
             return self.session.id
         await self.load()
+        if self.interrupted:  # another request ended it: this one's newborn is not it
+            raise SessionDestroyed("the session was ended by another request (a login, "
+                                   "logout or rotation elsewhere); nothing regenerated")
         changes = self.snapshot.changes(self.scope["session"])
         moved: dict[str, Any] = {**changes.set, **dict.fromkeys(changes.delete)}
         sid = await self.session.regenerate(moved, destroy_old=True)
