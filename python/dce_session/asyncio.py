@@ -195,10 +195,11 @@ class Presence:
     def __init__(self, manager: SessionManager, server: str, every: float) -> None:
         self.manager, self.server = manager, server_name(server)
         self.every = seconds(every, "every")
+        self._lapse = lapse_for(self.every)
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> Presence:
-        await self.manager.beat(self.server, lapse_seconds=lapse_for(self.every))
+        await self.manager.beat(self.server, lapse_seconds=self._lapse)
         self._task = asyncio.create_task(self._beat(), name=f"dce-presence {self.server}")
         return self
 
@@ -206,7 +207,7 @@ class Presence:
         while True:
             await asyncio.sleep(self.every)
             try:
-                await self.manager.beat(self.server, lapse_seconds=lapse_for(self.every))
+                await self.manager.beat(self.server, lapse_seconds=self._lapse)
             except SessionError as error:  # Redis, or the manager's clock
                 log.warning("presence of %s: beat failed (%s)", self.server, error)
 

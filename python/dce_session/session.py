@@ -244,8 +244,9 @@ class Presence:
     def __init__(self, manager: SessionManager, server: str, every: float) -> None:
         self.manager, self.server = manager, server_name(server)
         self.every = seconds(every, "every")
+        self._lapse = lapse_for(self.every)
         self._stopped = threading.Event()
-        manager.beat(server, lapse_seconds=lapse_for(every))
+        manager.beat(server, lapse_seconds=self._lapse)
         self._thread = threading.Thread(target=self._beat, name=f"dce-presence {server}",
                                         daemon=True)
         self._thread.start()
@@ -253,7 +254,7 @@ class Presence:
     def _beat(self) -> None:
         while not self._stopped.wait(self.every):
             try:
-                self.manager.beat(self.server, lapse_seconds=lapse_for(self.every))
+                self.manager.beat(self.server, lapse_seconds=self._lapse)
             except SessionError as error:  # Redis, or the manager's clock
                 log.warning("presence of %s: beat failed (%s)", self.server, error)
 

@@ -188,6 +188,7 @@ class BasicFlows(SessionState):
         removed = Removed.parse((yield ScriptCall(
             self._manager.scripts.destroy, (self.key,),
             (*self._header(), self._manager.replay_record(self.key)))))
+        self.replaced = self.replaced or removed.replaced
         if removed.done:
             self._end()
             yield from self._manager.index.removed(removed.uid, removed.sid or self.id)

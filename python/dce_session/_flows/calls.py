@@ -248,19 +248,22 @@ class Written(NamedTuple):
 
 class Removed(NamedTuple):
     """``destroy`` / ``logout``: the state, whether it acted (destroyed / logged
-    out), the uid whose index entry went, the sid acted on, and (logout)
-    whether the key still exists (a session holding only its user is gone)."""
+    out), the uid whose index entry went, the sid acted on, (logout) whether
+    the key still exists (a session holding only its user is gone), and, when
+    nothing was there, whether a login replaced the sid within grace."""
 
     outcome: Outcome
     done: bool
     uid: str | None
     sid: str | None
     exists: bool
+    replaced: bool
 
     @classmethod
     def parse(cls, reply: list[Any]) -> Removed:
         return cls(Outcome(int(reply[0])), bool(int(reply[1])), _uid(reply[2]),
-                   text(reply[3]) or None, len(reply) > 4 and bool(int(reply[4])))
+                   text(reply[3]) or None, len(reply) > 4 and bool(int(reply[4])),
+                   len(reply) > 5 and bool(int(reply[5])))
 
 
 # -- RENEW ---------------------------------------------------------------------------

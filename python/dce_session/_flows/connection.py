@@ -46,7 +46,7 @@ def server_name(server: object) -> str:
 
 def lapse_for(every: float) -> int:
     """The lapse of a presence beating every ``every`` seconds: three beats."""
-    return max(int(3 * seconds(every, "every")), 3)
+    return max(int(3 * every), 3)
 
 class ConnectionCore:
     """The root of a long connection: its sid follows its request sessions.
@@ -175,24 +175,24 @@ class SessionEvent:
                    None if data.get("uid") is None else int(data["uid"]),
                    tuple(sids) if isinstance(sids, list) else ())
 
+    @classmethod
+    def of(cls, data: Any) -> SessionEvent | None:
+        """The event a message on the events channel holds; None, with a WARNING
+        on the ``dce_session`` logger, when it holds none (another publisher's)."""
+        try:
+            return cls.parse(data)
+        except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as error:
+            log.warning("a message on the events channel is no session event, dropped (%s)",
+                        error)
+            return None
+
     def concerns(self, sid: str) -> bool:
         """True when ``sid`` is one of the sessions this event is about."""
         return sid == self.sid or sid in self.sids
-
-
-def event_of(data: Any) -> SessionEvent | None:
-    """The event a message on the events channel holds; None, with a WARNING on
-    the ``dce_session`` logger, when it holds none (another publisher's)."""
-    try:
-        return SessionEvent.parse(data)
-    except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as error:
-        log.warning("a message on the events channel is no session event, dropped (%s)",
-                    error)
-        return None
 
 
 def received_event(message: Any) -> SessionEvent | None:
     """The event of a pubsub ``get_message`` result (None: nothing, or no event)."""
     if message is None or message.get("type") != "message":
         return None
-    return event_of(message["data"])
+    return SessionEvent.of(message["data"])

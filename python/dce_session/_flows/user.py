@@ -127,6 +127,7 @@ class UserFlows(BasicFlows):
         removed = Removed.parse((yield ScriptCall(
             manager.scripts.logout, (self.key,),
             (*self._header(), manager.replay_record(self.key)))))
+        self.replaced = self.replaced or removed.replaced
         if removed.outcome not in (Outcome.LIVE, Outcome.FORWARDING):
             ended_meanwhile = self._state is State.STORED
             self._absent()

@@ -2,7 +2,8 @@
 -- KEYS[1] session key
 -- ARGV    the session header (lib.lua), then the replay record key
 -- Reply   {state, logged out (1|0), uid of the user that was logged in or
---         '', sid acted on, the key exists after (1|0)}: LIVE and FORWARDING
+--         '', sid acted on, the key exists after (1|0), replaced (1|0: as
+--         destroy.lua's)}: LIVE and FORWARDING
 --         (the successor) act; other states: nothing.
 -- Keeps   the index entry and the user field go, and a 'logout' event is
 --         published, in one step; a replay
@@ -13,7 +14,7 @@ local earlier = replayed(record)
 if earlier then return cjson.decode(earlier) end
 local found = resolve(S)
 local at = found.at
-if not at then return {found.state, 0, '', '', 0} end
+if not at then return {found.state, 0, '', '', 0, found.state == GONE and replaced(S) or 0} end
 local user = at.user
 if not user then return {found.state, 0, '', at.sid, 1} end
 local uid = user_id(user, S.uid)

@@ -49,8 +49,11 @@ end
 local sets, deletions = {}, {}
 for index = first, set_end do sets[#sets + 1] = ARGV[index] end
 for index = set_end + 1, #ARGV do deletions[#deletions + 1] = ARGV[index] end
-if wants_touch == '1' and state ~= FORWARDING then check_index(index_key(S, at.user)) end
-bind_at(at.key, binding)  -- first: another writer's bindings field stops it before a write
+-- A logged-in session is touched first (no write here removes its user, so it
+-- stays): another program's user index stops the script before any write.
+local touched_first = wants_touch == '1' and state ~= FORWARDING and at.user ~= nil
+if touched_first then touch(S, at) end
+bind_at(at.key, binding)  -- before the values: another writer's bindings field stops it
 hset_all(at.key, sets)
 local deleted, exists = 0, 1
 if #deletions > 0 then
@@ -60,7 +63,7 @@ if #deletions > 0 then
   if earlier then deleted = tonumber(earlier) elseif deleted > 0 then remember(record, deleted) end
   exists = redis.call('EXISTS', at.key)
 end
-if exists == 1 and state ~= FORWARDING then
+if exists == 1 and state ~= FORWARDING and not touched_first then
   if wants_touch == '1' then
     touch(S, at)
   elseif at.fresh then

@@ -182,6 +182,11 @@ class Changes:
         """Every key written or removed."""
         return frozenset((*self.set, *self.delete))
 
+    @property
+    def moved(self) -> dict[str, Any]:
+        """The changes as ``regenerate`` / ``login(changes=)`` take them (None removes)."""
+        return {**self.set, **dict.fromkeys(self.delete)}
+
 
 class Snapshot:
     """The values a request loaded, kept as comparable JSON.

@@ -208,14 +208,6 @@ def _check(keys: Any) -> None:
             raise KeyError(f"{key!r} is kept by dce-session; use request.session.dce")
 
 
-def _replaced(sid: str) -> bool:
-    """Whether a login elsewhere replaced ``sid`` less than a grace period ago
-    (one read of the gone key, no touch)."""
-    probe = get_manager().open(sid)
-    probe.raw()
-    return probe.replaced
-
-
 def _values(session: Session) -> dict[str, Any]:
     """The stored values (one round trip); fields that are not JSON are left out."""
     try:
@@ -466,11 +458,10 @@ class SessionStore(SessionBase):
         try:
             wanted = self._ttl(data)
             user = self._logged_in(changes.set)
-            moved: dict[str, Any] = {**changes.set, **dict.fromkeys(changes.delete)}
             if user is not None:
-                session.login(user, ttl_minutes=wanted, changes=moved)
+                session.login(user, ttl_minutes=wanted, changes=changes.moved)
             elif _EXPIRY in changes.keys and wanted != session.ttl_minutes:
-                session.regenerate(moved, destroy_old=True, ttl_minutes=wanted)
+                session.regenerate(changes.moved, destroy_old=True, ttl_minutes=wanted)
             elif changes:
                 session.update(changes.set, delete=changes.delete)
             elif was_loaded and not session.touch():  # (a load now has just touched it)
@@ -498,8 +489,7 @@ class SessionStore(SessionBase):
                     self.create()
                     return
                 changes = self._changes(data)
-                moved: dict[str, Any] = {**changes.set, **dict.fromkeys(changes.delete)}
-                session.regenerate(moved, destroy_old=True, ttl_minutes=self._ttl(data))
+                session.regenerate(changes.moved, destroy_old=True, ttl_minutes=self._ttl(data))
                 self._snapshot.apply(changes)
         except SessionDestroyed as error:
             raise SessionInterrupted(_INTERRUPTED) from error
@@ -518,17 +508,18 @@ class SessionStore(SessionBase):
     def delete(self, session_key: str | None = None) -> None:
         """Destroy a session (this one by default), its user-index entry included.
 
-        When this one is found gone already, one more read (no touch) tells
-        whether a login elsewhere replaced it: the session then counts as ended
-        by another request (see :meth:`is_empty`).
+        When this one is found gone already because a login elsewhere replaced
+        it (the destroy's reply says so), the session counts as ended by
+        another request (see :meth:`is_empty`).
         """
         own = self._get_key()
         if session_key is None or session_key == own:
             if own is None:
                 return
-            if self.dce.destroy():
+            session = self.dce
+            if session.destroy():
                 self.ended = True
-            elif _replaced(own):
+            elif session.replaced:
                 self._interrupted = True
         elif is_valid_sid(session_key):
             get_manager().open(session_key).destroy()

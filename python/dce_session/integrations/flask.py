@@ -358,8 +358,7 @@ class FlaskSession(CallbackDict[str, Any], SessionMixin):
                 self.dce = dce = self.interface.manager.new(wanted)
             if _PERMANENT in changes.keys and dce.ttl_minutes != wanted \
                     and (dce.stored or not dce.newborn):
-                moved: dict[str, Any] = {**changes.set, **dict.fromkeys(changes.delete)}
-                dce.regenerate(moved, destroy_old=True, ttl_minutes=wanted)
+                dce.regenerate(changes.moved, destroy_old=True, ttl_minutes=wanted)
             elif changes:
                 dce.update(changes.set, delete=changes.delete)
                 if dce.replaced:  # a write that read nothing, after a login elsewhere
@@ -444,8 +443,7 @@ class SessionInterface(_FlaskSessionInterface):
             raise TypeError("regenerate() takes the flask.session of this interface")
         session._load()
         changes = session.snapshot.changes(dict(dict.items(session)))
-        moved: dict[str, Any] = {**changes.set, **dict.fromkeys(changes.delete)}
-        session.dce.regenerate(moved, destroy_old=True)
+        session.dce.regenerate(changes.moved, destroy_old=True)
         session.snapshot.apply(changes)
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:

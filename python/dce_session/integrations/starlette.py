@@ -253,8 +253,7 @@ class _Handler:
             raise SessionDestroyed("the session was ended by another request (a login, "
                                    "logout or rotation elsewhere); nothing regenerated")
         changes = self.snapshot.changes(self.scope["session"])
-        moved: dict[str, Any] = {**changes.set, **dict.fromkeys(changes.delete)}
-        sid = await self.session.regenerate(moved, destroy_old=True)
+        sid = await self.session.regenerate(changes.moved, destroy_old=True)
         self.regeneration = _Regeneration.DONE
         self.snapshot.apply(changes)
         return sid

@@ -464,12 +464,9 @@ class SocketHub:
         # What manager.events() yields, read on its channel by the same
         # subscriber loop as the routing (one readiness signal, resubscription).
         async for message in self._subscribed(self.manager.events_channel, ready):
-            try:
-                event = SessionEvent.parse(message)
-            except (ValueError, KeyError, TypeError) as error:
-                log.warning("bad session event (%s)", error)
-                continue
-            await self.handle(event)
+            event = SessionEvent.of(message)
+            if event is not None:
+                await self.handle(event)
 
     async def handle(self, event: SessionEvent) -> None:
         """Apply one session event to this server's sockets (what the listener
