@@ -86,6 +86,7 @@ class Scripts(NamedTuple):
     open: Script
     touch: Script
     ttl: Script
+    create: Script
     write: Script
     destroy: Script
     renew: Script

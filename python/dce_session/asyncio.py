@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Generator, Iterable, Mapping
 from typing import Any, TypeVar
@@ -22,8 +23,10 @@ from dce_session._flows import Call, ConnectionCore, Flow, ManagerCore, RenewPol
 from dce_session._flows.calls import (
     MIGRATION_PAUSES,
     Command,
+    Direct,
     Pipeline,
     ScriptCall,
+    direct_for,
     slot_migrating,
     store_error,
 )
@@ -62,23 +65,41 @@ async def _pipeline(client: Any, call: Pipeline) -> list[Any]:
         raise store_error(error) from error
 
 
-async def _execute(client: Any, call: ScriptCall | Command) -> Any:
+async def _trip(connection: Any, packed: Any) -> Any:
+    await connection.send_packed_command(packed)
+    return await connection.read_response()
+
+
+async def _direct(direct: Direct, *command: Any) -> Any:
+    connection = await direct.pool.get_connection(*direct.connection_args)
     try:
-        return await client.execute_command(*call.wire())
+        packed = Direct.pack(connection, command)
+        return await connection.retry.call_with_retry(lambda: _trip(connection, packed),
+                                                      lambda _error: connection.disconnect())
+    finally:
+        await direct.pool.release(connection)
+
+
+async def _execute(manager: ManagerCore, call: ScriptCall | Command) -> Any:
+    direct = direct_for(manager.direct, call)
+    send = manager.client.execute_command if direct is None else functools.partial(_direct, direct)
+    try:
+        return await send(*call.wire())
     except NoScriptError:
         fallback = call.fallback()
         if fallback is None:
             raise
-        return await client.execute_command(*fallback)
+        return await send(*fallback)
 
 
-async def _send(client: Any, call: Call) -> Any:
+async def _send(manager: ManagerCore, call: Call) -> Any:
+    client = manager.client
     if isinstance(call, Pipeline):
         return await _pipeline(client, call)
     pauses = iter(MIGRATION_PAUSES)
     while True:
         try:
-            return await _execute(client, call)
+            return await _execute(manager, call)
         except Exception as error:  # whatever the client raised (cluster errors are no RedisError)
             pause = next(pauses, None) if slot_migrating(error) else None
             if pause is None:
@@ -87,14 +108,14 @@ async def _send(client: Any, call: Call) -> Any:
         await asyncio.sleep(pause)
 
 
-async def run(client: Any, flow: Flow[T]) -> T:
+async def run(manager: ManagerCore, flow: Flow[T]) -> T:
     """Drive a flow to its end, one awaited round trip per call it yields; a
     failed call is thrown into the flow (which may carry on without it)."""
     try:
         call = next(flow)
         while True:
             try:
-                reply = await _send(client, call)
+                reply = await _send(manager, call)
             except StoreError as error:
                 call = flow.throw(error)
             else:
@@ -109,7 +130,7 @@ class Session(SessionCore):
     __slots__ = ()
 
     async def _run(self, flow: Flow[T]) -> T:
-        return await run(self._manager.client, flow)
+        return await run(self._manager, flow)
 
     async def get(self, field: str, default: Any = None) -> Any:
         return await self._run(self._get_flow(field, default, True))
@@ -184,7 +205,7 @@ class Connection(ConnectionCore):
         return self._request(Session, sid)
 
     async def disconnect(self) -> bool:
-        return await run(self._manager.client, self._disconnect_flow(Session))
+        return await run(self._manager, self._disconnect_flow(Session))
 
 
 class Presence:
@@ -303,6 +324,7 @@ class SessionManager(ManagerCore):
 
     _client_types = (redis.asyncio.Redis, redis.asyncio.cluster.RedisCluster)
     _cluster_types = (redis.asyncio.cluster.RedisCluster,)
+    _plain_execute = redis.asyncio.Redis.execute_command
 
     def new(self, ttl_minutes: int | None = None) -> Session:
         return Session(self, None, ttl_minutes)
@@ -311,29 +333,29 @@ class SessionManager(ManagerCore):
         return Session(self, sid, None)
 
     async def sessions_of(self, uid: int) -> list[str]:
-        return await run(self.client, self._sessions_of_flow(uid))
+        return await run(self, self._sessions_of_flow(uid))
 
     async def sync(self, user: Any) -> int:
-        return await run(self.client, self._sync_flow(user))
+        return await run(self, self._sync_flow(user))
 
     async def logout_everywhere(self, uid: int) -> int:
-        return await run(self.client, self._logout_everywhere_flow(uid))
+        return await run(self, self._logout_everywhere_flow(uid))
 
     def connect(self, sid: str | None, server: str, client: str | None = None) -> Connection:
         return Connection(self, sid, server, client)
 
     async def connections_of(self, uid: int) -> list[tuple[str, str, str | None]]:
-        return await run(self.client, self._connections_of_flow(uid))
+        return await run(self, self._connections_of_flow(uid))
 
     async def beat(self, server: str, lapse_seconds: int = LAPSE_SECONDS) -> None:
-        await run(self.client, presence_beat(self, server, lapse_seconds))
+        await run(self, presence_beat(self, server, lapse_seconds))
 
     def keep_alive(self, server: str, every: float = BEAT_SECONDS) -> Presence:
         """``async with manager.keep_alive(server):`` keeps its presence alive."""
         return Presence(self, server, every)
 
     async def forget_server(self, server: str) -> None:
-        await run(self.client, presence_forget(self, server))
+        await run(self, presence_forget(self, server))
 
     def events(self, poll: float = 0.5) -> EventStream:
         """The session events from the moment the stream is subscribed:

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -28,8 +29,10 @@ from dce_session._flows import Call, ConnectionCore, Flow, ManagerCore, SessionC
 from dce_session._flows.calls import (
     MIGRATION_PAUSES,
     Command,
+    Direct,
     Pipeline,
     ScriptCall,
+    direct_for,
     slot_migrating,
     store_error,
 )
@@ -66,23 +69,41 @@ def _pipeline(client: Any, call: Pipeline) -> list[Any]:
         raise store_error(error) from error
 
 
-def _execute(client: Any, call: ScriptCall | Command) -> Any:
+def _trip(connection: Any, packed: Any) -> Any:
+    connection.send_packed_command(packed)
+    return connection.read_response()
+
+
+def _direct(direct: Direct, *command: Any) -> Any:
+    connection = direct.pool.get_connection(*direct.connection_args)
     try:
-        return client.execute_command(*call.wire())
+        packed = Direct.pack(connection, command)
+        return connection.retry.call_with_retry(lambda: _trip(connection, packed),
+                                                lambda _error: connection.disconnect())
+    finally:
+        direct.pool.release(connection)
+
+
+def _execute(manager: ManagerCore, call: ScriptCall | Command) -> Any:
+    direct = direct_for(manager.direct, call)
+    send = manager.client.execute_command if direct is None else functools.partial(_direct, direct)
+    try:
+        return send(*call.wire())
     except NoScriptError:
         fallback = call.fallback()
         if fallback is None:
             raise
-        return client.execute_command(*fallback)
+        return send(*fallback)
 
 
-def _send(client: Any, call: Call) -> Any:
+def _send(manager: ManagerCore, call: Call) -> Any:
+    client = manager.client
     if isinstance(call, Pipeline):
         return _pipeline(client, call)
     pauses = iter(MIGRATION_PAUSES)
     while True:
         try:
-            return _execute(client, call)
+            return _execute(manager, call)
         except Exception as error:  # whatever the client raised (cluster errors are no RedisError)
             pause = next(pauses, None) if slot_migrating(error) else None
             if pause is None:
@@ -93,14 +114,14 @@ def _send(client: Any, call: Call) -> Any:
         time.sleep(pause)
 
 
-def run(client: Any, flow: Flow[T]) -> T:
+def run(manager: ManagerCore, flow: Flow[T]) -> T:
     """Drive a flow to its end, one blocking round trip per call it yields; a
     failed call is thrown into the flow (which may carry on without it)."""
     try:
         call = next(flow)
         while True:
             try:
-                reply = _send(client, call)
+                reply = _send(manager, call)
             except StoreError as error:
                 call = flow.throw(error)
             else:
@@ -124,7 +145,7 @@ class Session(SessionCore):
     __slots__ = ()
 
     def _run(self, flow: Flow[T]) -> T:
-        return run(self._manager.client, flow)
+        return run(self._manager, flow)
 
     def get(self, field: str, default: Any = None) -> Any:
         """The JSON-decoded value of ``field`` (``default`` when absent); touches once."""
@@ -232,7 +253,7 @@ class Connection(ConnectionCore):
 
     def disconnect(self) -> bool:
         """Remove this connection's binding (only this one); True when it was stored."""
-        return run(self._manager.client, self._disconnect_flow(Session))
+        return run(self._manager, self._disconnect_flow(Session))
 
 
 class Presence:
@@ -329,6 +350,7 @@ class SessionManager(ManagerCore):
 
     _client_types = (redis.Redis, redis.cluster.RedisCluster)
     _cluster_types = (redis.cluster.RedisCluster,)
+    _plain_execute = redis.Redis.execute_command
 
     def new(self, ttl_minutes: int | None = None) -> Session:
         """A newborn session with a fresh sid; nothing is written yet."""
@@ -340,15 +362,15 @@ class SessionManager(ManagerCore):
 
     def sessions_of(self, uid: int) -> list[str]:
         """The live sids of user ``uid``; dead ones leave the index."""
-        return run(self.client, self._sessions_of_flow(uid))
+        return run(self, self._sessions_of_flow(uid))
 
     def sync(self, user: Any) -> int:
         """Write ``user`` into every live session of its uid; how many."""
-        return run(self.client, self._sync_flow(user))
+        return run(self, self._sync_flow(user))
 
     def logout_everywhere(self, uid: int) -> int:
         """Destroy every live session of user ``uid``; how many."""
-        return run(self.client, self._logout_everywhere_flow(uid))
+        return run(self, self._logout_everywhere_flow(uid))
 
     def connect(self, sid: str | None, server: str, client: str | None = None) -> Connection:
         """The root session of a long connection held by ``server`` (e.g. "10.0.0.5:8000")."""
@@ -356,12 +378,12 @@ class SessionManager(ManagerCore):
 
     def connections_of(self, uid: int) -> list[tuple[str, str, str | None]]:
         """``(sid, server, client)`` of each live connection of user ``uid``."""
-        return run(self.client, self._connections_of_flow(uid))
+        return run(self, self._connections_of_flow(uid))
 
     def beat(self, server: str, lapse_seconds: int = LAPSE_SECONDS) -> None:
         """One presence beat: ``server``'s connections stay reported for
         ``lapse_seconds`` more (``keep_alive`` beats for you)."""
-        run(self.client, presence_beat(self, server, lapse_seconds))
+        run(self, presence_beat(self, server, lapse_seconds))
 
     def keep_alive(self, server: str, every: float = BEAT_SECONDS) -> Presence:
         """Keep ``server``'s presence alive from a background thread until closed."""
@@ -369,7 +391,7 @@ class SessionManager(ManagerCore):
 
     def forget_server(self, server: str) -> None:
         """``server``'s connections are no longer reported, at once (it died)."""
-        run(self.client, presence_forget(self, server))
+        run(self, presence_forget(self, server))
 
     def events(self, poll: float = 0.5) -> EventStream:
         """The session events published from now on (logout, logout_everywhere,

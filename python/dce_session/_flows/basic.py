@@ -123,10 +123,13 @@ class BasicFlows(SessionState):
         asked = self._snapshot is None or self._binding is not None
         record = manager.replay_record(self.key) if counted else ""
         keys = (self.key, session_key(manager.sid_name, fallback)) if fallback else (self.key,)
-        written = Written.parse((yield ScriptCall(manager.scripts.write, keys, (
-            *self._header(), mode, fallback, int(wants_touch),
-            int(asked), record, *self._binding_args(), len(pairs) // 2, *pairs, *deletions))),
-            asked)
+        if mode == "create" and not deletions and self._binding is None:
+            call = ScriptCall(manager.scripts.create, keys, tuple(pairs))  # HSET + EXPIRE only
+        else:
+            call = ScriptCall(manager.scripts.write, keys, (
+                *self._header(), mode, fallback, int(wants_touch), int(asked), record,
+                *self._binding_args(), len(pairs) // 2, *pairs, *deletions))
+        written = Written.parse((yield call), asked)
         if not written.outcome.acted:
             if lone_binding:
                 self._absent()  # unknown: newborn, and the binding rides on its next write

@@ -9,9 +9,11 @@ state the same layout). Reply states are :class:`Outcome` values, the codes
 
 from __future__ import annotations
 
+import codecs
 import enum
+import inspect
 import json
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any, NamedTuple, TypeVar
 
 from redis.exceptions import ClusterError, NoScriptError, ResponseError, TryAgainError
@@ -62,6 +64,65 @@ class Pipeline(NamedTuple):
 
     commands: tuple[tuple[Arg, ...], ...]
     keys: tuple[str, ...]
+
+
+_hiredis_pack: Callable[[tuple[Any, ...]], bytes] | None
+try:  # redis-py's C packer, when installed (the ``hiredis`` extra)
+    from hiredis import pack_command as _hiredis_pack
+except ImportError:  # pragma: no cover - the tests run with hiredis
+    _hiredis_pack = None
+
+try:  # redis-py >= 8: its OpenTelemetry metrics, recorded by execute_command
+    from redis.observability.recorder import is_enabled as _observed
+except ImportError:  # pragma: no cover - older redis-py records nothing
+    def _observed() -> bool:
+        return False
+
+
+class Direct(NamedTuple):
+    """A script call sent by the driver itself on a connection of the client's
+    pool: packed in C, with the connection's ``retry`` (the client's Retry)
+    disconnecting on each failure as redis-py's ``execute_command`` does,
+    and released to the pool after. It skips only ``execute_command``'s
+    per-command Python (argument encoding, hooks), about a tenth of a
+    loopback round trip. ``of`` takes it only for a plain client (a
+    subclass, an instrumented or single-connection client, client-side
+    caching or another encoding than strict UTF-8 keep ``execute_command``),
+    and a call with redis-py's metrics enabled goes through
+    ``execute_command``, recorded (docs/operations.md)."""
+
+    pool: Any
+    connection_args: tuple[str, ...]  # what the pool's get_connection wants (redis-py < 5.3)
+
+    @classmethod
+    def of(cls, client: Any, plain_execute: Callable[..., Any]) -> Direct | None:
+        execute = getattr(type(client), "execute_command", None)
+        if execute is not plain_execute or hasattr(execute, "__wrapped__") \
+                or "execute_command" in vars(client) or client.connection is not None:
+            return None
+        pool = client.connection_pool
+        settings = getattr(pool, "connection_kwargs", {})
+        if getattr(pool, "cache", None) is not None \
+                or codecs.lookup(settings.get("encoding", "utf-8")).name != "utf-8" \
+                or settings.get("encoding_errors", "strict") != "strict":
+            return None
+        wanted = inspect.signature(pool.get_connection).parameters.get("command_name")
+        needs_name = wanted is not None and wanted.default is inspect.Parameter.empty
+        return cls(pool, ("EVALSHA",) if needs_name else ())
+
+    @staticmethod
+    def pack(connection: Any, command: tuple[Arg, ...]) -> Any:
+        """``command`` as the chunks ``connection.send_packed_command`` takes."""
+        if _hiredis_pack is None:
+            return connection.pack_command(*command)
+        return [_hiredis_pack(command)]
+
+
+def direct_for(direct: Direct | None, call: ScriptCall | Command) -> Direct | None:
+    """``direct`` when ``call`` goes direct: a script (redis-py has no reply
+    callback for it) while redis-py's metrics are off; else None."""
+    return direct if direct is not None and isinstance(call, ScriptCall) \
+        and not _observed() else None
 
 
 def store_error(error: BaseException) -> StoreError:

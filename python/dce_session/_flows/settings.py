@@ -21,6 +21,7 @@ from dce_session._core import (
     key_slot,
     user_key,
 )
+from dce_session._flows.calls import Direct
 from dce_session._scripts import scripts_for
 from dce_session.errors import (
     ConfigError,
@@ -133,6 +134,7 @@ class Settings:
 
     _client_types: tuple[type, ...] = ()
     _cluster_types: tuple[type, ...] = ()
+    _plain_execute: Callable[..., Any] | None = None  # the door's redis-py execute_command
 
     def __init__(
         self,
@@ -161,6 +163,11 @@ class Settings:
         #: True on a Redis Cluster: the user index then lies in another hash
         #: slot than the sessions (see ``index.ClusterIndexSteps``).
         self.cluster = isinstance(client, self._cluster_types)
+        #: How the drivers send scripts on the client's pool themselves (None:
+        #: through its ``execute_command``), chosen once for the client.
+        plain_execute = type(self)._plain_execute  # the function, not a bound method
+        self.direct = None if self.cluster or plain_execute is None \
+            else Direct.of(client, plain_execute)
         self.ttl_minutes = check_ttl(ttl_minutes)
         self.sid_name = _check_name("sid_name", sid_name)
         self.user_prefix = _check_name("user_prefix", user_prefix)
