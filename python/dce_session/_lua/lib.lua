@@ -256,14 +256,13 @@ end
 -- data already read).
 local function move(S, from, new_key, new_sid, new_ttl, old_key, old_ttl, flat)
   local index = index_key(S, from.user)
-  check_index(index)  -- before the first write
   flat = flat or redis.call('HGETALL', from.key)
+  -- The first write: another program's key at the index (not a set) makes
+  -- this SREM stop the script with nothing written.
+  if index then redis.call('SREM', index, from.sid) end
   redis.call('RENAME', from.key, new_key)
   redis.call('EXPIRE', new_key, new_ttl)
-  if index then
-    redis.call('SREM', index, from.sid)
-    index_add(index, new_sid, new_ttl, S.floor)
-  end
+  if index then index_add(index, new_sid, new_ttl, S.floor) end
   if from.key ~= old_key then redis.call('DEL', old_key) end
   redis.call('HSET', old_key, S.pointer, new_sid)
   redis.call('EXPIRE', old_key, old_ttl)

@@ -66,8 +66,7 @@ end
 
 local new_user = data[S.user]
 local index = index_key(S, new_user)
-check_index(index)  -- before the first write, as the old one's just below
-if destroy_old == '1' and at then
+if destroy_old == '1' and at then  -- before the first write
   local old_index = index_key(S, at.user)
   if old_index ~= index then check_index(old_index) end
 end
@@ -79,6 +78,10 @@ for _, field in ipairs(order) do
     data[field] = nil
   end
 end
+-- The first write: another program's key at the new index (not a set) makes
+-- this SADD stop the script with nothing written. (A new user implies fields
+-- to write, so the status 2 below never follows it.)
+if index then index_add(index, new_sid, ttl, S.floor) end
 if destroy_old == '1' and at then
   destroy(S, at)
   if found.state == FORWARDING then redis.call('DEL', S.key) end
@@ -88,7 +91,6 @@ if #flat == 0 and binding.id == '' then return {2, found.state, old_uid, old_sid
 
 hset_all(new_key, flat)
 redis.call('EXPIRE', new_key, ttl)
-if index then index_add(index, new_sid, ttl, S.floor) end
 if destroy_old == '1' and at then
   publish(S.events, {event = 'rotate', sid = at.sid, new_sid = new_sid,
                      uid = user_id(new_user, S.uid)})
