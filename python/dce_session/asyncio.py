@@ -72,16 +72,21 @@ async def _trip(connection: Any, packed: Any) -> Any:
 
 async def _direct(direct: Direct, *command: Any) -> Any:
     connection = await direct.pool.get_connection(*direct.connection_args)
+
+    async def failed(error: BaseException) -> None:
+        await connection.disconnect()
+        if not direct.retried(connection, error):
+            raise error
+
     try:
         packed = Direct.pack(connection, command)
-        return await connection.retry.call_with_retry(lambda: _trip(connection, packed),
-                                                      lambda _error: connection.disconnect())
+        return await connection.retry.call_with_retry(lambda: _trip(connection, packed), failed)
     finally:
         await direct.pool.release(connection)
 
 
 async def _execute(manager: ManagerCore, call: ScriptCall | Command) -> Any:
-    direct = direct_for(manager.direct, call)
+    direct = direct_for(manager.direct, manager.client, call)
     send = manager.client.execute_command if direct is None else functools.partial(_direct, direct)
     try:
         return await send(*call.wire())
@@ -324,7 +329,7 @@ class SessionManager(ManagerCore):
 
     _client_types = (redis.asyncio.Redis, redis.asyncio.cluster.RedisCluster)
     _cluster_types = (redis.asyncio.cluster.RedisCluster,)
-    _plain_execute = redis.asyncio.Redis.execute_command
+    _plain_client = redis.asyncio.Redis
 
     def new(self, ttl_minutes: int | None = None) -> Session:
         return Session(self, None, ttl_minutes)

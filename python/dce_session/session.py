@@ -76,16 +76,21 @@ def _trip(connection: Any, packed: Any) -> Any:
 
 def _direct(direct: Direct, *command: Any) -> Any:
     connection = direct.pool.get_connection(*direct.connection_args)
+
+    def failed(error: BaseException) -> None:
+        connection.disconnect()
+        if not direct.retried(connection, error):
+            raise error
+
     try:
         packed = Direct.pack(connection, command)
-        return connection.retry.call_with_retry(lambda: _trip(connection, packed),
-                                                lambda _error: connection.disconnect())
+        return connection.retry.call_with_retry(lambda: _trip(connection, packed), failed)
     finally:
         direct.pool.release(connection)
 
 
 def _execute(manager: ManagerCore, call: ScriptCall | Command) -> Any:
-    direct = direct_for(manager.direct, call)
+    direct = direct_for(manager.direct, manager.client, call)
     send = manager.client.execute_command if direct is None else functools.partial(_direct, direct)
     try:
         return send(*call.wire())
@@ -350,7 +355,7 @@ class SessionManager(ManagerCore):
 
     _client_types = (redis.Redis, redis.cluster.RedisCluster)
     _cluster_types = (redis.cluster.RedisCluster,)
-    _plain_execute = redis.Redis.execute_command
+    _plain_client = redis.Redis
 
     def new(self, ttl_minutes: int | None = None) -> Session:
         """A newborn session with a fresh sid; nothing is written yet."""

@@ -79,6 +79,11 @@ except ImportError:  # pragma: no cover - older redis-py records nothing
         return False
 
 
+#: The methods of redis-py's client classes a caller's subclass or an
+#: instrumentation (ddtrace, OpenTelemetry) may replace to see every command.
+_SENDING_METHODS = ("execute_command", "_execute_command")
+
+
 class Direct(NamedTuple):
     """A script call sent by the driver itself on a connection of the client's
     pool: packed in C, with the connection's ``retry`` (the client's Retry)
@@ -86,19 +91,24 @@ class Direct(NamedTuple):
     and released to the pool after. It skips only ``execute_command``'s
     per-command Python (argument encoding, hooks), about a tenth of a
     loopback round trip. ``of`` takes it only for a plain client (a
-    subclass, an instrumented or single-connection client, client-side
-    caching or another encoding than strict UTF-8 keep ``execute_command``),
-    and a call with redis-py's metrics enabled goes through
-    ``execute_command``, recorded (docs/operations.md)."""
+    single-connection client, client-side caching or another encoding than
+    strict UTF-8 keep ``execute_command``); ``direct_for`` checks on every
+    call that the client's sending methods are still redis-py's own
+    (instrumentation added later) and that redis-py's metrics are off
+    (docs/operations.md)."""
 
     pool: Any
+    base: type  # the door's redis-py client class, whose sending methods are the plain ones
     connection_args: tuple[str, ...]  # what the pool's get_connection wants (redis-py < 5.3)
+    #: redis-py < 6: a failure that is not in the connection's ``retry_on_error``
+    #: is raised at once, not retried (its ``_disconnect_raise``)
+    raises_unlisted: bool
 
     @classmethod
-    def of(cls, client: Any, plain_execute: Callable[..., Any]) -> Direct | None:
-        execute = getattr(type(client), "execute_command", None)
-        if execute is not plain_execute or hasattr(execute, "__wrapped__") \
-                or "execute_command" in vars(client) or client.connection is not None:
+    def of(cls, client: Any, base: type) -> Direct | None:
+        single = getattr(client, "single_connection_client", False) \
+            or getattr(client, "_single_connection_client", False)
+        if single or client.connection is not None or not cls.plain(client, base):
             return None
         pool = client.connection_pool
         settings = getattr(pool, "connection_kwargs", {})
@@ -108,7 +118,22 @@ class Direct(NamedTuple):
             return None
         wanted = inspect.signature(pool.get_connection).parameters.get("command_name")
         needs_name = wanted is not None and wanted.default is inspect.Parameter.empty
-        return cls(pool, ("EVALSHA",) if needs_name else ())
+        return cls(pool, base, ("EVALSHA",) if needs_name else (),
+                   hasattr(base, "_disconnect_raise"))
+
+    @staticmethod
+    def plain(client: Any, base: type) -> bool:
+        """Whether ``client`` sends through ``base``'s own methods, unwrapped."""
+        kind, own = type(client), vars(client)
+        return all(getattr(kind, name, None) is getattr(base, name, None) and name not in own
+                   and not hasattr(getattr(kind, name, None), "__wrapped__")
+                   for name in _SENDING_METHODS)
+
+    def retried(self, connection: Any, error: BaseException) -> bool:
+        """After ``connection.disconnect()``: whether redis-py's ``execute_command``
+        would let its Retry send again after ``error`` (else it is raised)."""
+        listed = tuple(connection.retry_on_error or ())
+        return not self.raises_unlisted or isinstance(error, listed)
 
     @staticmethod
     def pack(connection: Any, command: tuple[Arg, ...]) -> Any:
@@ -118,11 +143,15 @@ class Direct(NamedTuple):
         return [_hiredis_pack(command)]
 
 
-def direct_for(direct: Direct | None, call: ScriptCall | Command) -> Direct | None:
-    """``direct`` when ``call`` goes direct: a script (redis-py has no reply
-    callback for it) while redis-py's metrics are off; else None."""
-    return direct if direct is not None and isinstance(call, ScriptCall) \
-        and not _observed() else None
+def direct_for(direct: Direct | None, client: Any,
+               call: ScriptCall | Command) -> Direct | None:
+    """``direct`` when ``call`` goes direct: a script (EVALSHA has no reply
+    callback in redis-py) over a client still plain, with redis-py's metrics
+    off; else None."""
+    if direct is None or not isinstance(call, ScriptCall) or _observed() \
+            or not Direct.plain(client, direct.base):
+        return None
+    return direct
 
 
 def store_error(error: BaseException) -> StoreError:

@@ -134,7 +134,7 @@ class Settings:
 
     _client_types: tuple[type, ...] = ()
     _cluster_types: tuple[type, ...] = ()
-    _plain_execute: Callable[..., Any] | None = None  # the door's redis-py execute_command
+    _plain_client: type | None = None  # the door's redis-py client class (not the cluster's)
 
     def __init__(
         self,
@@ -165,9 +165,8 @@ class Settings:
         self.cluster = isinstance(client, self._cluster_types)
         #: How the drivers send scripts on the client's pool themselves (None:
         #: through its ``execute_command``), chosen once for the client.
-        plain_execute = type(self)._plain_execute  # the function, not a bound method
-        self.direct = None if self.cluster or plain_execute is None \
-            else Direct.of(client, plain_execute)
+        self.direct = None if self.cluster or self._plain_client is None \
+            else Direct.of(client, self._plain_client)
         self.ttl_minutes = check_ttl(ttl_minutes)
         self.sid_name = _check_name("sid_name", sid_name)
         self.user_prefix = _check_name("user_prefix", user_prefix)
