@@ -5,7 +5,9 @@ text.
 ``lib.lua`` is a sequence of blocks separated by blank lines, each defining
 locals (helpers, constants). A script gets only the blocks it names, and
 the blocks those name, in ``lib.lua``'s order: Redis runs a script's whole
-text on every call, so every helper defined costs each call.
+text on every call, so every helper defined costs each call. A script may
+start with a fast path ended by a ``--@lib`` line (``LIB_MARK``): it runs
+before the blocks are defined, so a call it answers pays for none of them.
 
 The settings every call would otherwise send (names, the index TTL floor,
 the grace period: lib.lua ``SETTINGS``) are Lua literals in the text, so a
@@ -47,8 +49,17 @@ def _blocks(lib: str) -> list[tuple[set[str], str]]:
     return blocks
 
 
+#: A line of a script's text: what comes before it runs before lib.lua's
+#: blocks are defined (a fast path that returns early pays none of them).
+LIB_MARK = "--@lib\n"
+
+
 def assemble(body: str, lib: str) -> str:
-    """``body`` after the blocks of ``lib`` it needs, directly or not."""
+    """``body`` after the blocks of ``lib`` it needs, directly or not (after the
+    part of ``body`` before its ``LIB_MARK`` line, if it has one)."""
+    fast, marked, rest = body.partition(LIB_MARK)
+    if not marked:
+        fast, rest = "", body
     blocks = _blocks(lib)
     wanted = set(_WORD.findall(body))
     used = [False] * len(blocks)
@@ -59,7 +70,8 @@ def assemble(body: str, lib: str) -> str:
             if not used[index] and names & wanted:
                 used[index], grew = True, True
                 wanted |= set(_WORD.findall(text))
-    return "".join(text + "\n\n" for (_, text), on in zip(blocks, used, strict=True) if on) + body
+    return fast + "".join(text + "\n\n" for (_, text), on in zip(blocks, used, strict=True)
+                          if on) + rest
 
 
 def lua_literal(value: str | int) -> str:

@@ -9,8 +9,30 @@
 --         successor without touching it, and nothing extends a rotated
 --         key's TTL (SEMANTICS 3.1, 3.2). A live load costs HGETALL, and
 --         EXPIRE with a touch (+ one TTL of the index when logged in).
+-- The common case first, before lib.lua's definitions run: a live session
+-- with neither a user nor a pointer is read (and touched) here, as the
+-- general path below would. ARGV[2] is the touch flag (HEADER + 1).
+local fields = redis.call('HGETALL', KEYS[1])
+local plain = #fields > 0
+for index = 1, #fields, 2 do
+  local name = fields[index]
+  if name == @new_sid_field or name == @user_field then
+    plain = false
+    break
+  end
+end
+if plain then
+  local sid = string.sub(KEYS[1], #@sid_name + 2)
+  if ARGV[2] == '1' then
+    redis.call('EXPIRE', KEYS[1], tonumber(string.sub(sid, 65, 68), 16) * 60)
+  end
+  table.insert(fields, 1, sid)
+  table.insert(fields, 1, -1)  -- the remaining TTL, unused for a live key
+  table.insert(fields, 1, 1)  -- LIVE
+  return fields
+end
+--@lib
 local S = session_header()
-local fields = redis.call('HGETALL', S.key)
 local found = resolve(S, fields)
 if found.state ~= LIVE then return found_reply(S, found) end
 if ARGV[HEADER + 1] == '1' then touch(S, found.at) end

@@ -24,6 +24,29 @@
 --         the first execution's deleted count. The replay record (a key
 --         not in KEYS) is read before the first write: on a slot being
 --         migrated a missing one fails the script before it changed anything.
+-- The common case first, before lib.lua's definitions run: a write that
+-- binds nothing and deletes nothing to a live session with neither a user
+-- nor a pointer, done here as the general path below would do it. ARGV:
+-- [2] mode, [4] touch, [5] reply fields, [7] binding id, [10] n (HEADER 1).
+local fast_pairs = tonumber(ARGV[10])
+if ARGV[2] ~= 'create' and ARGV[7] == '' and #ARGV == 10 + 2 * fast_pairs then
+  local held = redis.call('HMGET', KEYS[1], @new_sid_field, @user_field)
+  if not held[1] and not held[2] and redis.call('EXISTS', KEYS[1]) == 1 then
+    for first = 11, #ARGV, 1000 do
+      redis.call('HSET', KEYS[1], unpack(ARGV, first, math.min(first + 999, #ARGV)))
+    end
+    local sid = string.sub(KEYS[1], #@sid_name + 2)
+    if ARGV[4] == '1' then
+      redis.call('EXPIRE', KEYS[1], tonumber(string.sub(sid, 65, 68), 16) * 60)
+    end
+    local reply = {1, 0, 1, 0, sid}  -- LIVE, nothing deleted, exists, not replaced
+    if ARGV[5] == '1' then
+      for _, item in ipairs(redis.call('HGETALL', KEYS[1])) do reply[#reply + 1] = item end
+    end
+    return reply
+  end
+end
+--@lib
 local S = session_header()
 local mode, fallback_sid, wants_touch, wants_fields, record =
   ARGV[HEADER + 1], ARGV[HEADER + 2], ARGV[HEADER + 3], ARGV[HEADER + 4], ARGV[HEADER + 5]
