@@ -33,13 +33,16 @@ from dce_session._flows.calls import (
 from dce_session._flows.connection import (
     BEAT_SECONDS,
     LAPSE_SECONDS,
+    SUBSCRIBE_SECONDS,
     SessionEvent,
     lapse_for,
+    not_subscribed,
     presence_beat,
     presence_forget,
     received_event,
     seconds,
     server_name,
+    subscribed,
 )
 from dce_session.errors import *  # noqa: F403  (each front door re-exports every error)
 from dce_session.errors import SessionError, StoreError
@@ -271,13 +274,21 @@ class EventStream:
         try:
             if self._manager.cluster:  # its pubsub needs the slot map: read it first
                 await client.initialize()
-            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            pubsub = client.pubsub()
         except (RedisError, RedisClusterException) as error:
             raise store_error(error) from error
         try:
             await pubsub.subscribe(self._manager.events_channel)
-        except (RedisError, RedisClusterException) as error:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + SUBSCRIBE_SECONDS
+            while not subscribed(await pubsub.get_message(
+                    timeout=max(deadline - loop.time(), 0))):
+                if loop.time() >= deadline:
+                    raise not_subscribed()
+        except (RedisError, RedisClusterException, StoreError) as error:
             await pubsub.aclose()
+            if isinstance(error, StoreError):
+                raise
             raise store_error(error) from error
         self._pubsub = pubsub
 

@@ -39,13 +39,16 @@ from dce_session._flows.calls import (
 from dce_session._flows.connection import (
     BEAT_SECONDS,
     LAPSE_SECONDS,
+    SUBSCRIBE_SECONDS,
     SessionEvent,
     lapse_for,
+    not_subscribed,
     presence_beat,
     presence_forget,
     received_event,
     seconds,
     server_name,
+    subscribed,
 )
 from dce_session.errors import SessionError, StoreError
 
@@ -305,11 +308,18 @@ class EventStream:
     def __init__(self, manager: SessionManager, poll: float = 0.5) -> None:
         self._poll, self._closed = seconds(poll, "poll"), threading.Event()
         self._reading = False
-        self._pubsub: Any = manager.client.pubsub(ignore_subscribe_messages=True)
+        self._pubsub: Any = manager.client.pubsub()
         try:
             self._pubsub.subscribe(manager.events_channel)
-        except (RedisError, RedisClusterException) as error:
+            deadline = time.monotonic() + SUBSCRIBE_SECONDS
+            while not subscribed(self._pubsub.get_message(
+                    timeout=max(deadline - time.monotonic(), 0))):
+                if time.monotonic() >= deadline:
+                    raise not_subscribed()
+        except (RedisError, RedisClusterException, StoreError) as error:
             self._pubsub.close()
+            if isinstance(error, StoreError):
+                raise
             raise store_error(error) from error
 
     def __iter__(self) -> EventStream:

@@ -191,6 +191,23 @@ class SessionEvent:
         return sid == self.sid or sid in self.sids
 
 
+#: Seconds an event stream waits for the server's reply to its SUBSCRIBE.
+SUBSCRIBE_SECONDS = 5.0
+
+
+def subscribed(message: Any) -> bool:
+    """Whether a pubsub ``get_message`` result is the server's SUBSCRIBE reply:
+    the stream misses no event published after it (the reply comes before
+    any message on that connection)."""
+    return message is not None and message.get("type") == "subscribe"
+
+
+def not_subscribed() -> StoreError:
+    """The error of a stream whose SUBSCRIBE got no reply in time."""
+    return StoreError(f"Redis did not confirm the events subscription within "
+                      f"{SUBSCRIBE_SECONDS:g} s")
+
+
 def received_event(message: Any) -> SessionEvent | None:
     """The event of a pubsub ``get_message`` result (None: nothing, or no event)."""
     if message is None or message.get("type") != "message":
