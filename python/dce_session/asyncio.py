@@ -279,12 +279,8 @@ class EventStream:
             raise store_error(error) from error
         try:
             await pubsub.subscribe(self._manager.events_channel)
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + SUBSCRIBE_SECONDS
-            while not subscribed(await pubsub.get_message(
-                    timeout=max(deadline - loop.time(), 0))):
-                if loop.time() >= deadline:
-                    raise not_subscribed()
+            if not subscribed(await pubsub.get_message(timeout=SUBSCRIBE_SECONDS)):
+                raise not_subscribed()
         except (RedisError, RedisClusterException, StoreError) as error:
             await pubsub.aclose()
             if isinstance(error, StoreError):

@@ -311,11 +311,8 @@ class EventStream:
         self._pubsub: Any = manager.client.pubsub()
         try:
             self._pubsub.subscribe(manager.events_channel)
-            deadline = time.monotonic() + SUBSCRIBE_SECONDS
-            while not subscribed(self._pubsub.get_message(
-                    timeout=max(deadline - time.monotonic(), 0))):
-                if time.monotonic() >= deadline:
-                    raise not_subscribed()
+            if not subscribed(self._pubsub.get_message(timeout=SUBSCRIBE_SECONDS)):
+                raise not_subscribed()
         except (RedisError, RedisClusterException, StoreError) as error:
             self._pubsub.close()
             if isinstance(error, StoreError):

@@ -197,8 +197,8 @@ SUBSCRIBE_SECONDS = 5.0
 
 def subscribed(message: Any) -> bool:
     """Whether a pubsub ``get_message`` result is the server's SUBSCRIBE reply:
-    the stream misses no event published after it (the reply comes before
-    any message on that connection)."""
+    the stream misses no event published after it. It is the first reply on
+    the stream's fresh connection, so one ``get_message`` reads it."""
     return message is not None and message.get("type") == "subscribe"
 
 
